@@ -1,0 +1,56 @@
+"""`reenact` command line: one sub-command per module in `reenact_app.commands`.
+
+Each command module defines `register(subparsers)` and keeps heavy imports (torch, cv2, Qt) inside its
+run function, so `reenact --help` and `reenact --version` stay instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from reenact_app import __version__
+from reenact_app.errors import ReenactError
+
+# Sub-command modules, in the order `--help` lists them.
+COMMAND_MODULES = (
+    "reenact_app.commands.convert_checkpoint",
+)
+
+log = logging.getLogger("reenact")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reenact", description="Real-time face reenactment: CLI tools.")
+    parser.add_argument("--version", action="version", version=f"reenact {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except ReenactError as exc:
+        print(f"reenact {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

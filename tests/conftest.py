@@ -1,0 +1,46 @@
+"""Shared fixtures: the ../shared data folder, real frames from shared clips, deterministic torch."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("REENACT_SHARED", REPO.parent / "shared"))
+
+
+def _require_shared() -> Path:
+    if not (SHARED / "data").is_dir():
+        pytest.fail(
+            f"shared data not found at {SHARED}: the tests need the project's ../shared folder "
+            "(or set REENACT_SHARED to its path)",
+            pytrace=False,
+        )
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    return _require_shared()
+
+
+@pytest.fixture(scope="session")
+def reference_dir(shared_dir: Path) -> Path:
+    return shared_dir / "reference" / "fomm"
+
+
+@pytest.fixture(scope="session")
+def clips_dir(shared_dir: Path) -> Path:
+    return shared_dir / "data" / "clips"
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads():
+    import torch
+
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    yield
