@@ -146,7 +146,7 @@ _FOMM_VOX256 = ModelConfig()
 # benchmarks/ (see docs/performance.md).
 _RT_SMALL = ModelConfig(
     kp_detector=KeypointDetectorConfig(block_expansion=16, max_features=256, num_blocks=4),
-    dense_motion=DenseMotionConfig(block_expansion=16, max_features=256, num_blocks=4),
+    dense_motion=DenseMotionConfig(block_expansion=16, max_features=256, num_blocks=4, occlusion_channels=(32, 16)),
     generator=GeneratorConfig(block_expansion=16, max_features=128, num_bottleneck_blocks=2),
 )
 
