@@ -1,0 +1,101 @@
+"""AnimationSession: one avatar, one engine, motion relative to a calibrated reference frame.
+
+The avatar work (`encode_source`) runs once per avatar; the adapt-scale factor (convex-hull areas of
+the avatar's and the reference frame's keypoints) runs once per calibration; per frame there is one
+keypoint detection, a few numpy operations and one `animate` call.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.motion import convex_hull_area
+from reenact_app.engines.base import Engine, Keypoints, SourceState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MotionSettings:
+    relative: bool = True  # motion since the reference frame (FOMM demo); False: absolute keypoints
+    adapt_scale: bool = True  # scale motion by the avatar/driver face-size ratio
+    relative_jacobian: bool = True
+
+
+def _inverse_2x2(m: np.ndarray) -> np.ndarray:
+    a, b, c, d = m[..., 0, 0], m[..., 0, 1], m[..., 1, 0], m[..., 1, 1]
+    det = a * d - b * c
+    return np.stack([np.stack([d, -b], -1), np.stack([-c, a], -1)], -2) / det[..., None, None]
+
+
+def relative_keypoints(
+    source: Keypoints, driving: Keypoints, reference: Keypoints, scale: float, relative_jacobian: bool = True
+) -> Keypoints:
+    """numpy twin of models.normalize_kp (relative movement) with a precomputed scale."""
+    value = (driving.value - reference.value) * scale + source.value
+    jacobian = driving.jacobian
+    if relative_jacobian and driving.jacobian is not None and reference.jacobian is not None:
+        jacobian = driving.jacobian @ _inverse_2x2(reference.jacobian) @ source.jacobian
+    return Keypoints(value=value.astype(np.float32), jacobian=None if jacobian is None else jacobian.astype(np.float32))
+
+
+class AnimationSession:
+    """Drives one avatar with driving-frame crops. Not thread-safe: own it from one worker thread."""
+
+    def __init__(self, engine: Engine, settings: MotionSettings | None = None):
+        self.engine = engine
+        self.settings = settings or MotionSettings()
+        self.source: SourceState | None = None
+        self.reference: Keypoints | None = None
+        self.scale = 1.0
+        self._calibrate_next = True
+
+    @property
+    def image_size(self) -> int:
+        return self.engine.image_size
+
+    def set_avatar(self, crop: np.ndarray) -> None:
+        """Cache the avatar (uint8 RGB at model size); keeps the calibration reference but recomputes scale."""
+        self.source = self.engine.encode_source(crop)
+        if self.reference is not None:
+            self.scale = self._movement_scale(self.reference)
+
+    def calibrate(self, crop: np.ndarray | None = None) -> None:
+        """Take `crop` (or the next frame given to `animate`) as the neutral reference pose."""
+        if crop is None:
+            self._calibrate_next = True
+            return
+        self._set_reference(self.engine.detect_keypoints(crop))
+
+    def _set_reference(self, kp: Keypoints) -> None:
+        self.reference = kp
+        self.scale = self._movement_scale(kp)
+        self._calibrate_next = False
+        log.info("calibrated: movement scale %.3f", self.scale)
+
+    def _movement_scale(self, reference: Keypoints) -> float:
+        if not self.settings.adapt_scale or self.source is None:
+            return 1.0
+        driving_area = convex_hull_area(reference.value)
+        if driving_area <= 0:
+            return 1.0
+        return float(np.sqrt(convex_hull_area(self.source.keypoints.value) / driving_area))
+
+    def driving_keypoints(self, crop: np.ndarray) -> Keypoints:
+        """Keypoints to animate with: relative to the reference (calibrating on first use) or absolute."""
+        kp = self.engine.detect_keypoints(crop)
+        if self._calibrate_next or self.reference is None:
+            self._set_reference(kp)
+        if not self.settings.relative:
+            return kp
+        scale = self.scale if self.settings.adapt_scale else 1.0
+        return relative_keypoints(self.source.keypoints, kp, self.reference, scale, self.settings.relative_jacobian)
+
+    def animate(self, crop: np.ndarray) -> np.ndarray:
+        """One driving crop (uint8 RGB at model size) -> animated avatar (uint8 RGB at model size)."""
+        if self.source is None:
+            raise RuntimeError("set_avatar() must be called before animate()")
+        return self.engine.animate(self.source, self.driving_keypoints(crop))
