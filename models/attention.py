@@ -12,10 +12,16 @@ import torch
 from torch import nn
 
 
+# Narrow dense-motion features (60 channels in the real-time presets) divided by r = 16 leave a
+# 3-unit MLP whose ReLUs can all be dead at initialisation (seen with seed 0: zero gradient to the
+# whole channel attention). A floor of 8 hidden units keeps it trainable.
+MIN_HIDDEN = 8
+
+
 class ChannelAttention(nn.Module):
     def __init__(self, channels: int, reduction: int = 16, sigma: float = 2.0, use_avg_pool: bool = False):
         super().__init__()
-        hidden = max(1, channels // reduction)
+        hidden = min(channels, max(MIN_HIDDEN, channels // reduction))
         self.mlp = nn.Sequential(
             nn.Conv2d(channels, hidden, kernel_size=1, bias=False),
             nn.ReLU(inplace=True),
