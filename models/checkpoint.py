@@ -113,6 +113,7 @@ def load_checkpoint(path: str | Path | None = None, config: ModelConfig | str | 
             )
         model_config = _resolve_config(config)
         metadata = {"source": str(path)}
+    _check_fits(model_config, states, path)  # before allocating anything the config asks for
     model = build_model(model_config)
     for part in PARTS:
         _load_strict(getattr(model, part), states[part], part, path)
@@ -155,7 +156,7 @@ def _read_safetensors(path: Path) -> tuple[dict, ModelConfig, dict[str, str]]:
         raise CheckpointError(f"{path.name} is a safetensors file but not a Reenact checkpoint (no config metadata)")
     try:
         model_config = ModelConfig.from_dict(json.loads(metadata["config"]))
-    except (KeyError, json.JSONDecodeError, ConfigError) as exc:
+    except (KeyError, ValueError, RecursionError, ConfigError) as exc:  # JSONDecodeError is a ValueError
         raise CheckpointError(f"{path.name}: stored model config is unreadable: {exc}") from None
     states: dict[str, dict[str, torch.Tensor]] = {part: {} for part in PARTS}
     for key, value in tensors.items():
@@ -181,11 +182,37 @@ def _read_upstream(path: Path) -> dict[str, dict[str, torch.Tensor]]:
         raise CheckpointError(
             f"{path.name}: expected a dict with 'kp_detector' and 'generator' state dicts (FOMM checkpoint layout)"
         )
+    for part in PARTS:
+        odd = [repr(k) for k, v in raw[part].items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+        if odd:
+            raise CheckpointError(f"{path.name}: {part} holds entries that are not named tensors ({', '.join(odd[:5])})")
     return {part: raw[part] for part in PARTS}
 
 
+def _check_fits(model_config: ModelConfig, states: dict, path: Path) -> None:
+    """Build the networks on the meta device (no memory) and compare their shapes with the file's
+    tensors, so a forged config (huge or negative widths) can't allocate gigabytes or crash torch."""
+    try:
+        with torch.device("meta"):
+            skeleton = build_model(model_config)
+    except Exception as exc:  # negative sizes, zero channels...: torch raises several types
+        raise CheckpointError(
+            f"{path.name}: its model config can't be built ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+            "the file is damaged or was not written by Reenact"
+        ) from None
+    for part in PARTS:
+        _check_shapes(getattr(skeleton, part).state_dict(), states[part], part, path)
+
+
 def _load_strict(module: nn.Module, state: dict[str, torch.Tensor], part: str, path: Path) -> None:
-    expected = module.state_dict()
+    _check_shapes(module.state_dict(), state, part, path)
+    for key, value in state.items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise CheckpointError(f"{path.name}: {part}.{key} contains NaN or Inf values; the file is damaged")
+    module.load_state_dict(state, strict=True)
+
+
+def _check_shapes(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor], part: str, path: Path) -> None:
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     mis_shaped = sorted(
@@ -203,7 +230,3 @@ def _load_strict(module: nn.Module, state: dict[str, torch.Tensor], part: str, p
             f"{path.name} does not fit the {part} architecture of this config: " + "; ".join(parts)
             + ". Check that the config (preset or YAML) matches the checkpoint."
         )
-    for key, value in state.items():
-        if value.is_floating_point() and not torch.isfinite(value).all():
-            raise CheckpointError(f"{path.name}: {part}.{key} contains NaN or Inf values; the file is damaged")
-    module.load_state_dict(state, strict=True)

@@ -95,7 +95,7 @@ def _from_dict(cls: type, data: Any, where: str) -> Any:
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
     hints = get_type_hints(cls)
     known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
+    unknown = sorted(set(data) - known, key=repr)  # YAML keys may be ints: don't compare int with str
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; known keys: {sorted(known)}")
     values: dict[str, Any] = {}
@@ -173,6 +173,8 @@ def from_upstream_yaml(path: str | Path) -> ModelConfig:
         raw = yaml.safe_load(Path(path).read_text())
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:  # a folder, no permission, a binary file
+        raise ConfigError(f"can't read config {path}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
     try:
@@ -197,6 +199,6 @@ def from_upstream_params(params: dict[str, Any], where: str = "config") -> Model
             "dense_motion": dense,
             "generator": gen,
         }
-    except AttributeError:
+    except (AttributeError, TypeError, ValueError):
         raise ConfigError(f"{where}: model_params sections must be mappings") from None
     return ModelConfig.from_dict(data)

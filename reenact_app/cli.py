@@ -17,6 +17,13 @@ from reenact_app.errors import ReenactError
 # Sub-command modules, in the order `--help` lists them.
 COMMAND_MODULES = (
     "reenact_app.commands.convert_checkpoint",
+    "reenact_app.commands.animate",
+    "reenact_app.commands.export",
+    "reenact_app.commands.bench",
+    "reenact_app.commands.prepare_data",
+    "reenact_app.commands.train",
+    "reenact_app.commands.evaluate",
+    "reenact_app.commands.live",
 )
 
 log = logging.getLogger("reenact")

@@ -39,6 +39,11 @@ class Engine(ABC):
     name: str = "base"
     device: str = "cpu"
     image_size: int = 256
+    # One-line, user-facing message when the engine changed itself at run time (FallbackEngine sets
+    # it after switching to a slower engine); None while nothing happened. The GUI shows it.
+    notice: str | None = None
+    # How the engine was chosen (select.Selection), set by create_engine.
+    selection: Any = None
 
     @abstractmethod
     def encode_source(self, image: np.ndarray) -> SourceState: ...

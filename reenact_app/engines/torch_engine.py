@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import numpy as np
@@ -27,11 +28,23 @@ def to_image(tensor: torch.Tensor) -> np.ndarray:
 class TorchEngine(Engine):
     name = "torch"
 
-    def __init__(self, model: ReenactModel, device: str = "cpu", half: bool | None = None, compile: bool = False):
+    def __init__(
+        self,
+        model: ReenactModel,
+        device: str = "cpu",
+        half: bool | None = None,
+        compile: bool = False,
+        threads: int = 0,
+    ):
         self.device = device
         self._device = torch.device(device)
         self.half = (self._device.type == "cuda") if half is None else half
         self._dtype = torch.float16 if self.half else torch.float32
+        if threads:
+            torch.set_num_threads(threads)
+        if self._device.type != "cpu" or self.half:
+            # Work on a copy: the caller's CPU fp32 model stays usable (fallback engines export it).
+            model = copy.deepcopy(model)
         self.model = model.eval().to(self._device, self._dtype)
         self.config = model.config
         self.image_size = model.config.image_size

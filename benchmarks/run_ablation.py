@@ -1,0 +1,229 @@
+#!/usr/bin/env python
+"""Ablation of the paper's modules (issue 9): train the seven runs of configs/ablation/ and evaluate each.
+
+    python benchmarks/run_ablation.py [--data /work/prepared/shared256] [--runs /work/runs/ablation]
+                                      [--parallel 2] [--frames 16] [--only fomm paper ...]
+    python benchmarks/run_ablation.py --table     # markdown table for docs/results.md
+
+For every run: `reenact train --config configs/ablation/NAME.yaml --data DATA --out RUNS/NAME --resume`
+(skipped when RUNS/NAME/summary.json says the run reached max_steps; resumes after an interruption), then
+`reenact evaluate --checkpoint RUNS/NAME/final.safetensors --data RUNS/evalset --json RUNS/NAME/eval.json`.
+
+The evaluation set RUNS/evalset/test/ holds, for every clip of DATA/test/ (the identity-disjoint held-out
+split), FRAMES frames spread evenly over the clip (frame 0 first, as the FOMM protocol's source), as symlinks
+to the prepared PNGs: the same clips and frames for every run. (`reenact evaluate --max-frames N` would take
+the first N frames, where the face has hardly moved and the static baseline is nearly perfect.)
+
+The final checkpoint (max_steps) is evaluated, not best.safetensors, so that no run gets a choice the others
+don't. Results: RUNS/NAME/eval.json per run and one summary, benchmarks/results/ablation.json.
+Each process runs with one torch thread (OMP_NUM_THREADS=1; the configs set threads: 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = ROOT / "configs" / "ablation"
+# Order = priority: the two that matter most (and their second seeds) first.
+RUNS = ["fomm", "paper", "fomm-seed1", "paper-seed1", "fomm-cbam", "fomm-paperatt", "fomm-cbam-msocc"]
+LABELS = {
+    "fomm": "FOMM",
+    "fomm-cbam": "FOMM + CBAM",
+    "fomm-paperatt": "FOMM + paper attention",
+    "fomm-cbam-msocc": "FOMM + CBAM + multi-scale occlusion",
+    "paper": "full paper model (paper attention + multi-scale occlusion)",
+    "fomm-seed1": "FOMM, seed 1",
+    "paper-seed1": "full paper model, seed 1",
+}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def build_evalset(data: Path, out: Path, frames: int) -> Path:
+    """RUNS/evalset/test/CLIP/NNNNN.png -> evenly spaced frames of DATA/test/CLIP (idempotent)."""
+    test = out / "test"
+    for clip in sorted(p for p in (data / "test").iterdir() if p.is_dir()):
+        paths = sorted(p for p in clip.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not paths:
+            continue
+        n = min(frames, len(paths))
+        picks = sorted({round(i * (len(paths) - 1) / max(1, n - 1)) for i in range(n)})
+        target = test / clip.name
+        target.mkdir(parents=True, exist_ok=True)
+        for i, index in enumerate(picks):
+            link = target / f"{i:05d}{paths[index].suffix.lower()}"
+            if not link.exists():
+                link.symlink_to(paths[index].resolve())
+    (out / "frames.json").write_text(json.dumps({"source": str(data / "test"), "frames_per_clip": frames}, indent=1))
+    return out
+
+
+def _alive(pid_file: Path) -> bool:
+    try:
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, 0)
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        return b"train" in cmdline
+    except (OSError, ValueError):
+        return False
+
+
+def _done(run_dir: Path, max_steps: int) -> bool:
+    try:
+        return json.loads((run_dir / "summary.json").read_text())["steps"] >= max_steps
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def job(name: str, args: argparse.Namespace, evalset: Path, log) -> dict:
+    config = CONFIGS / f"{name}.yaml"
+    max_steps = yaml.safe_load(config.read_text())["max_steps"]
+    run_dir = args.runs / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    pid_file = run_dir / "train.pid"
+    while _alive(pid_file):  # started by hand or by an earlier invocation: wait for it
+        time.sleep(10)
+    if not _done(run_dir, max_steps):
+        log(f"{name}: training")
+        cmd = [sys.executable, "-m", "reenact_app.cli", "train", "--config", str(config), "--data", str(args.data),
+               "--out", str(run_dir), "--resume"]
+        with open(run_dir / "train.log", "a") as handle:
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
+            pid_file.write_text(str(proc.pid))
+            if proc.wait() != 0:
+                raise RuntimeError(f"{name}: training failed, see {run_dir / 'train.log'}")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    eval_json = run_dir / "eval.json"
+    if not eval_json.exists():
+        log(f"{name}: evaluating")
+        started = time.time()
+        cmd = [sys.executable, "-m", "reenact_app.cli", "evaluate", "--checkpoint", str(run_dir / "final.safetensors"),
+               "--data", str(evalset), "--json", str(eval_json)]
+        with open(run_dir / "eval.log", "a") as handle:
+            if subprocess.run(cmd, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT).returncode != 0:
+                raise RuntimeError(f"{name}: evaluation failed, see {run_dir / 'eval.log'}")
+        (run_dir / "eval_seconds.txt").write_text(f"{time.time() - started:.1f}\n")
+    report = json.loads(eval_json.read_text())
+    train_s = _train_seconds(run_dir)
+    log(f"{name}: done ({train_s:.0f} s training)")
+    return {
+        "run": name, "label": LABELS.get(name, name), "config": str(config.relative_to(ROOT)),
+        "steps": summary["steps"], "train_wall_s": round(train_s, 1),
+        "eval_wall_s": float((run_dir / "eval_seconds.txt").read_text()) if (run_dir / "eval_seconds.txt").exists() else None,
+        "model": report["overall"]["model"], "static_baseline": report["overall"]["static_baseline"],
+        "clips": {c["clip"]: c["model"] for c in report["clips"]},
+    }
+
+
+def _train_seconds(run_dir: Path) -> float:
+    """Training wall time over all invocations (metrics.csv restarts elapsed_s at each resume)."""
+    import csv
+
+    total, last = 0.0, 0.0
+    try:
+        with open(run_dir / "metrics.csv") as handle:
+            for row in csv.DictReader(handle):
+                e = float(row["elapsed_s"])
+                if e < last:
+                    total += last
+                last = e
+    except OSError:
+        pass
+    return total + last
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=Path("/work/prepared/shared256"))
+    p.add_argument("--runs", type=Path, default=Path("/work/runs/ablation"))
+    p.add_argument("--parallel", type=int, default=2, help="runs at a time (each on one thread)")
+    p.add_argument("--frames", type=int, default=16, help="evaluation frames per test clip, evenly spaced")
+    p.add_argument("--only", nargs="*", default=None, help="subset of " + " ".join(RUNS))
+    p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "ablation.json")
+    args = p.parse_args()
+    args.runs.mkdir(parents=True, exist_ok=True)
+    evalset = build_evalset(args.data, args.runs / "evalset", args.frames)
+    names = [n for n in RUNS if args.only is None or n in args.only]
+    queue, results, errors = list(names), {}, []
+    lock = threading.Lock()
+    started = time.time()
+
+    def log(msg: str) -> None:
+        print(time.strftime("%H:%M:%S"), msg, flush=True)
+
+    def worker() -> None:
+        while True:
+            with lock:
+                if not queue:
+                    return
+                name = queue.pop(0)
+            try:
+                results[name] = job(name, args, evalset, log)
+            except Exception as exc:  # keep the other runs going
+                errors.append(str(exc))
+                log(str(exc))
+
+    threads = [threading.Thread(target=worker) for _ in range(max(1, args.parallel))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    cpu = next((l.split(":", 1)[1].strip() for l in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
+                if l.startswith("Model name")), platform.processor())
+    out = {
+        "issue": 9, "data": str(args.data), "evalset": str(evalset), "frames_per_clip": args.frames,
+        "hardware": f"{cpu}, {os.cpu_count()} cores (shared with other jobs), 1 torch thread per run, {args.parallel} runs at a time",
+        "wall_s": round(time.time() - started, 1),
+        "runs": [results[n] for n in names if n in results], "errors": errors,
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(out, indent=1) + "\n")
+    log(f"wrote {args.json}")
+    return 1 if errors else 0
+
+
+
+
+def markdown(path: Path) -> str:
+    """The docs/results.md table from benchmarks/results/ablation.json: `python benchmarks/run_ablation.py --table`."""
+    data = json.loads(path.read_text())
+    runs = {r["run"]: r for r in data["runs"]}
+    lines = ["| run | L1 | AKD (px@256) | AED | MKR | train wall (min) | eval wall (min) |", "|---|---|---|---|---|---|---|"]
+    for name in RUNS:
+        if name not in runs:
+            continue
+        r, m = runs[name], runs[name]["model"]
+        mkr = "n/a" if m["mkr"] is None else f"{m['mkr']:.3f}"
+        ev = "" if r.get("eval_wall_s") is None else f"{r['eval_wall_s'] / 60:.1f}"
+        lines.append(f"| {r['label']} (`{name}`) | {m['l1']:.4f} | {m['akd']:.2f} | {m['aed']:.4f} | {mkr} | "
+                     f"{r['train_wall_s'] / 60:.1f} | {ev} |")
+    s = next(iter(runs.values()))["static_baseline"]
+    lines.append(f"| static baseline (output = source) | {s['l1']:.4f} | {s['akd']:.2f} | {s['aed']:.4f} | "
+                 f"{'n/a' if s['mkr'] is None else format(s['mkr'], '.3f')} | - | - |")
+    out = ["\n".join(lines), ""]
+    for a, b in (("fomm", "fomm-seed1"), ("paper", "paper-seed1"), ("fomm", "paper"), ("fomm-seed1", "paper-seed1")):
+        if a in runs and b in runs:
+            ma, mb = runs[a]["model"], runs[b]["model"]
+            clips = sorted(set(runs[a]["clips"]) & set(runs[b]["clips"]))
+            wins = sum(runs[b]["clips"][c]["akd"] < runs[a]["clips"][c]["akd"] for c in clips)
+            out.append(f"- {b} - {a}: L1 {mb['l1'] - ma['l1']:+.4f}, AKD {mb['akd'] - ma['akd']:+.2f}, "
+                       f"AED {mb['aed'] - ma['aed']:+.4f}; {b} has the lower AKD on {wins}/{len(clips)} clips")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    if "--table" in sys.argv:
+        print(markdown(ROOT / "benchmarks" / "results" / "ablation.json"))
+        raise SystemExit(0)
+    raise SystemExit(main())

@@ -1,0 +1,109 @@
+"""int8 static quantisation (ONNX Runtime) of the animate graph.
+
+Only animate is quantised: the int8 keypoint detector was slower than fp32 for every preset on this
+CPU (the QDQ overhead of its many small convolutions outweighs the int8 gain; docs/performance.md), and
+keypoint error would move every pixel. Only convolutions are quantised (QDQ format, per-channel int8 weights, uint8 activations calibrated by
+min/max on real frames): grid_sample, softmax and the keypoint arithmetic stay fp32, because keypoint
+coordinates and the sampling grid are where int8 error would move pixels. The source encoder runs once
+per avatar, so it stays fp32. Whether the result is good enough is a parity number, reported in
+docs/performance.md, not a promise.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from export.onnx_export import MANIFEST, ExportError, read_manifest
+
+log = logging.getLogger(__name__)
+
+
+def _image(frame: np.ndarray) -> np.ndarray:
+    return frame.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
+
+
+def calibration_feeds(folder: Path, frames: list[np.ndarray], jacobian: bool) -> dict[str, list[dict]]:
+    """Inputs of the kp detector and animate graphs for every frame, the first frame being the avatar."""
+    import onnxruntime as ort
+
+    manifest = read_manifest(folder)
+    run = {
+        part: ort.InferenceSession(str(manifest.path(part)), providers=["CPUExecutionProvider"])
+        for part in ("kp_detector", "source_encoder")
+    }
+    names = ["value", "jacobian"] if jacobian else ["value"]
+    avatar = _image(frames[0])
+    kp_source = run["kp_detector"].run(None, {"image": avatar})
+    small, features = run["source_encoder"].run(None, {"image": avatar})
+    feeds: dict[str, list[dict]] = {"kp_detector": [], "animate": []}
+    for frame in frames:
+        image = _image(frame)
+        feeds["kp_detector"].append({"image": image})
+        kp = run["kp_detector"].run(None, {"image": image})
+        feed = {"source_small": small, "features": features}
+        feed.update({f"kp_source_{n}": v for n, v in zip(names, kp_source)})
+        feed.update({f"kp_driving_{n}": v for n, v in zip(names, kp)})
+        feeds["animate"].append(feed)
+    return feeds
+
+
+class _Reader:
+    """onnxruntime.quantization CalibrationDataReader over a list of feeds."""
+
+    def __init__(self, feeds: list[dict]):
+        self._iter = iter(feeds)
+
+    def get_next(self):
+        return next(self._iter, None)
+
+    def rewind(self):  # pragma: no cover - newer ORT versions call it
+        pass
+
+
+QUANTIZED_PARTS = ("animate",)
+
+
+def quantize_export(folder: str | Path, frames: list[np.ndarray] | None = None) -> dict[str, str]:
+    """Add animate_int8.onnx to an export folder and its manifest.
+
+    frames: uint8 RGB crops at model size (the first is used as the avatar). Without frames, smooth
+    random images are used, which calibrates worse; pass real frames whenever you can.
+    """
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    if not frames:
+        log.warning("no calibration frames given: calibrating int8 on synthetic images")
+        rng = np.random.default_rng(0)
+        size = manifest.image_size
+        frames = [(rng.random((size, size, 3)) * 255).astype(np.uint8) for _ in range(8)]
+    feeds = calibration_feeds(folder, frames, manifest.jacobian)
+    added = {}
+    for part in QUANTIZED_PARTS:
+        source = manifest.path(part)
+        prepared = folder / f"{part}_prep.onnx"
+        target = folder / f"{part}_int8.onnx"
+        try:
+            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+            quantize_static(
+                str(prepared), str(target), _Reader(feeds[part]),
+                quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                per_channel=True, calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=["Conv"],
+            )
+        except Exception as exc:
+            raise ExportError(f"int8 quantisation of {part} failed: {exc}") from exc
+        finally:
+            prepared.unlink(missing_ok=True)
+        added[f"{part}_int8"] = target.name
+        log.info("wrote %s (calibrated on %d frames)", target, len(frames))
+    manifest.files.update(added)
+    data = json.loads((folder / MANIFEST).read_text())
+    data["files"] = manifest.files
+    (folder / MANIFEST).write_text(json.dumps(data, indent=2))
+    return added

@@ -1,0 +1,673 @@
+"""AppController: the app's state and every user action, with no widgets (tests drive it directly).
+
+Threads:
+- UI thread: this object, its signals and `state`. Cheap calls only (flags, thread-safe pipeline setters).
+- Command thread (`WorkerBridge`): model load / engine build, avatar face detection, opening cameras and
+  video files, starting sinks. One at a time, in order; errors become banner messages.
+- Pipeline thread (`LivePipeline`): capture, tracking, inference, sinks. Its frames reach the UI through
+  the bridge's latest-frame slot.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from models.paths import assets_dir, default_weights
+from reenact_app.errors import MediaError, ReenactError
+from reenact_app.gui import avatars as avatar_files
+from reenact_app.gui.live import GatedSink, SwitchableSource, pipeline_options, smoothing_configs
+from reenact_app.gui.outputs import OutputsMixin
+from reenact_app.gui.settings import AppSettings, load_settings, parse_resolution, save_settings
+from reenact_app.gui.state import AppState
+from reenact_app.gui.worker import FramePacket, WorkerBridge, to_qimage
+
+log = logging.getLogger(__name__)
+
+STATUS_INTERVAL_S = 0.25  # status bar refresh rate while frames flow (numbers, not pictures)
+NO_WEIGHTS_TEXT = "No model weights found — the bundled weights (assets/weights/default.safetensors) are missing."
+NO_WEIGHTS_FIX = "Choose a checkpoint file (File ▸ Load model checkpoint…, Ctrl+M): ours (.safetensors) or an upstream FOMM .pth.tar with its .yaml."
+
+
+def demo_clip() -> Path:
+    return assets_dir() / "driving" / "demo.mp4"
+
+
+class AppController(OutputsMixin, QObject):
+    frameReady = Signal(object)  # FramePacket, on the UI thread, latest-frame semantics
+    stateChanged = Signal()
+    avatarsChanged = Signal()
+    settingsChanged = Signal()
+    messageRaised = Signal(str, str, str, str, str)  # level, text, fix, action label, action key
+    busyChanged = Signal(str)
+    _notice = Signal(str, str)  # level, text: from worker threads
+
+    def __init__(
+        self,
+        settings: AppSettings | None = None,
+        *,
+        persist: bool = True,
+        driving: str | None = None,
+        avatar: str | None = None,
+        model: str | None = None,
+        config: str | None = None,
+        engine: str | None = None,
+        vcam_backend: str | None = None,
+        camera_factory=None,
+        cameras: list | None = None,
+        parent: QObject | None = None,
+    ):
+        super().__init__(parent)
+        self.settings = settings if settings is not None else load_settings()
+        self.persist = persist
+        self.driving_override = driving
+        self.extra_avatars = [str(Path(avatar).resolve())] if avatar else []
+        if model:
+            self.settings.model_path, self.settings.model_config = str(model), str(config or "")
+        if engine:
+            self.settings.engine = engine
+        self.vcam_backend = vcam_backend  # None = the platform's real backend; "reenact-fake" in tests
+        self.camera_factory = camera_factory  # None = cv2.VideoCapture; tests pass FakeVideoCapture.factory
+        self._fixed_cameras = cameras  # tests: skip enumeration and use these CameraInfo
+        self.state = AppState()
+        self.avatars: list[str] = avatar_files.list_avatars(self.extra_avatars)
+        self.thumbnails: dict = {}  # path -> QImage made on the command thread for avatars added later
+        self.cameras: list = []
+        self.bridge = WorkerBridge(self)
+        self.bridge.frameReady.connect(self._take_frame)
+        self.bridge.busyChanged.connect(self._busy)
+        self.bridge.message.connect(lambda level, text, fix: self.raise_message(level, text, fix))
+        self._notice.connect(lambda level, text: self.raise_message(level, text))
+        self._engine = None
+        self._old_engines: list = []
+        self._last_notice = ""
+        self._working_model: tuple[str, str] | None = None  # (model_path, model_config) of the running engine
+        self._export_job = None
+        self._avatar = None  # tracking.AvatarCrop in use
+        self._pending_avatar: tuple[int, Any] | None = None  # no face found: waiting for the user
+        self._avatar_lock = threading.Lock()
+        self._wanted_avatar = -1
+        self._avatar_load_queued = False
+        self.avatar_loads = 0  # avatar switches actually performed (tests check the coalescing)
+        self._pipeline = None
+        self._source: SwitchableSource | None = None
+        self._vcam: GatedSink | None = None
+        self._recorder: GatedSink | None = None
+        self._last_status = 0.0
+        self._seen_message_time = time.time()
+        self._shut_down = False
+        self._save_timer = QTimer(self)
+        self._save_timer.setSingleShot(True)
+        self._save_timer.setInterval(500)
+        self._save_timer.timeout.connect(self.save_settings)
+        self._housekeeping_timer = QTimer(self)
+        self._housekeeping_timer.setInterval(1000)
+        self._housekeeping_timer.timeout.connect(self._housekeeping)
+        self._housekeeping_timer.start()
+        self.state.model_label = self._model_label()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Loads the model, the avatar and the driving source, then starts the pipeline (all off the UI thread)."""
+        self.bridge.submit("Looking for cameras", self._find_cameras)
+        self.bridge.submit("Loading model", self._load_engine)
+        self.bridge.submit("Preparing avatar", self._load_initial_avatar)
+        self.bridge.submit("Opening driving video", self._start_pipeline)
+
+    def shutdown(self, timeout: float = 15.0) -> bool:
+        """Stops everything: queued commands dropped, pipeline joined (camera released, recording finished,
+        virtual camera closed), command thread joined. Returns True when every thread stopped."""
+        if self._shut_down:
+            return True
+        self._shut_down = True
+        self._save_timer.stop()
+        self._housekeeping_timer.stop()
+        self.bridge.cancel_pending()
+        job = self._export_job
+        if job is not None:
+            job.cancel()
+        ok = self.bridge.stop(timeout)
+        pipeline, self._pipeline = self._pipeline, None
+        if pipeline is not None:
+            pipeline.stop(timeout)
+            ok = ok and not pipeline.running
+        for engine in [self._engine, *self._old_engines]:
+            if engine is not None:
+                try:
+                    engine.close()
+                except Exception:  # noqa: BLE001
+                    log.debug("engine close failed", exc_info=True)
+        self._engine = None
+        self.state.running = False
+        self.save_settings()
+        log.info("shut down (%s)", "clean" if ok else "threads left running")
+        return ok
+
+    @property
+    def pipeline(self):
+        return self._pipeline
+
+    @property
+    def engine(self):
+        return self._engine
+
+    def idle(self) -> bool:
+        """No command queued or running (tests wait for this)."""
+        return self.bridge.pending == 0
+
+    # -- messages -------------------------------------------------------------------------------
+    def raise_message(self, level: str, text: str, fix: str = "", action: str = "", action_key: str = "") -> None:
+        """Shows a banner (through the window); also logged, so headless runs see it."""
+        log.log(logging.ERROR if level == "error" else logging.WARNING if level == "warning" else logging.INFO,
+                "%s%s", text, f" — {fix}" if fix else "")
+        self.state.last_message = text
+        self.messageRaised.emit(level, text, fix, action, action_key)
+
+    def _busy(self, text: str) -> None:
+        self.state.busy = text
+        self.busyChanged.emit(text)
+        self.stateChanged.emit()
+
+    def _changed(self) -> None:
+        self.stateChanged.emit()
+
+    # -- command-thread work ----------------------------------------------------------------------
+    def _find_cameras(self) -> None:
+        from reenact_app.capture import list_cameras
+
+        try:
+            self.cameras = list(self._fixed_cameras) if self._fixed_cameras is not None else list_cameras()
+        except Exception as exc:  # noqa: BLE001 - enumeration must never stop the app
+            log.warning("camera enumeration failed: %s", exc)
+            self.cameras = []
+        log.info("cameras: %s", [(c.index, c.name) for c in self.cameras] or "none")
+        self._changed()
+
+    def _model_label(self) -> str:
+        if self.settings.model_path:
+            return Path(self.settings.model_path).name
+        return "Bundled weights"
+
+    def _load_engine(self) -> None:
+        s = self.settings
+        model_path = s.model_path or None
+        self.state.model_label = self._model_label()
+        if model_path is None and not default_weights().is_file():
+            self.state.weights_missing = True
+            self.raise_message("error", NO_WEIGHTS_TEXT, NO_WEIGHTS_FIX, "Choose checkpoint…", "choose_model")
+            self._changed()
+            return
+        if model_path is not None and not Path(model_path).is_file():
+            self.state.weights_missing = True
+            self.raise_message("error", f"Model checkpoint not found: {model_path}", NO_WEIGHTS_FIX, "Choose checkpoint…", "choose_model")
+            self._changed()
+            return
+        config = s.model_config or None
+        try:
+            engine = self._build_engine(model_path, config)
+        except Exception:
+            if self._engine is not None and self._working_model is not None:
+                # keep the call going on the model that worked; the banner says why the new one failed
+                s.model_path, s.model_config = self._working_model
+                self.state.model_label = self._model_label()
+                self._changed()
+            raise
+        if engine is None:
+            return  # closing
+        self._working_model = (s.model_path, s.model_config)
+        if hasattr(engine, "listeners"):
+            engine.listeners.append(self._engine_notice)
+        selection = getattr(engine, "selection", None)
+        self.state.engine_detail = selection.summary() if hasattr(selection, "summary") else ""
+        self.state.weights_missing = False
+        old, self._engine = self._engine, engine
+        if self._pipeline is not None:
+            self._pipeline.set_engine(engine)
+        if old is not None:
+            self._retire_engine(old)
+        self.state.engine_label = engine.describe()
+        log.info("engine ready: %s", engine.describe())
+        self._changed()
+
+    def _build_engine(self, model_path: str | None, config: str | None):
+        """Checkpoint -> engine (None when the app is closing meanwhile). Raises with the reason."""
+        from models import load_checkpoint
+        from reenact_app.engines.select import create_engine
+
+        engine_name = self.settings.engine
+        with _single_threaded_torch():
+            model = load_checkpoint(model_path, config)
+        self._export_in_child_process(model, model_path, config)
+        if self._shut_down:
+            return None  # closing: don't start an engine build nobody will use
+        try:
+            return create_engine(model, engine_name)
+        except ReenactError as exc:
+            if engine_name == "auto":
+                raise
+            self.raise_message("warning", f"{engine_name} engine unavailable here: {exc}",
+                               "Using the best available engine (Auto) instead.")
+            return create_engine(model, "auto")
+
+    def _engine_notice(self, notice: str) -> None:
+        """FallbackEngine switched engines (pipeline thread): tell the user once."""
+        if notice and notice != self._last_notice:
+            self._last_notice = notice
+            self._notice.emit("warning", f"Engine fallback: {notice}")
+
+    def _retire_engine(self, old) -> None:
+        """Closes the previous engine once the pipeline stopped using it (switching engines a hundred
+        times must not keep a hundred models in memory)."""
+        pipeline = self._pipeline
+        deadline = time.monotonic() + 5.0
+        while pipeline is not None and pipeline.running and pipeline.engine is old and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if pipeline is not None and pipeline.engine is old:
+            self._old_engines.append(old)  # still in use: closed at shutdown
+            return
+        try:
+            old.close()
+        except Exception:  # noqa: BLE001
+            log.debug("closing the previous engine failed", exc_info=True)
+
+    def _export_in_child_process(self, model, model_path: str | None, config: str | None) -> None:
+        """First run of ONNX Runtime: export in a child process (see export_job) with its own busy label."""
+        from reenact_app.gui.export_job import ExportJob, needs_export
+
+        if self._shut_down or not needs_export(model, self.settings.engine):
+            return
+        self.busyChanged.emit("Exporting the model for ONNX Runtime (first run only)")
+        job = ExportJob(model_path, config)
+        self._export_job = job
+        if self._shut_down:  # shutdown() may have looked for a job just before it was set
+            job.cancel()
+        try:
+            ok = job.run()
+        finally:
+            self._export_job = None
+            self.busyChanged.emit(self.state.busy)
+        if not ok and not self._shut_down:
+            log.warning("ONNX export in a child process failed; the engine builder will retry in-process")
+
+    def _load_initial_avatar(self) -> None:
+        if not self.avatars:
+            self.raise_message("warning", "No avatars found.", "Add one with File ▸ Add avatar… or drop an image on the window.")
+            return
+        index = 0
+        if self.extra_avatars:
+            index = self.avatars.index(self.extra_avatars[-1])
+        elif self.settings.avatar in self.avatars:
+            index = self.avatars.index(self.settings.avatar)
+        self._load_avatar(index)
+
+    def _load_avatar(self, index: int, accept_no_face: bool = False, prepared=None) -> None:
+        from reenact_app.tracking import prepare_avatar
+
+        path = self.avatars[index]
+        if prepared is None:
+            image = avatar_files.load_avatar_image(path)
+            size = self._engine.image_size if self._engine is not None else 256
+            prepared = prepare_avatar(image, size)
+        name = Path(path).name
+        if not prepared.face_found and not accept_no_face:
+            self._pending_avatar = (index, prepared)
+            self.raise_message("warning", f"No face found in {name}: the avatar was not changed.",
+                               "Choose a picture with a clear, frontal face, or use its centre crop anyway.",
+                               "Use centre crop", "accept_center_crop")
+            return
+        self._pending_avatar = None
+        self._avatar = prepared
+        self.state.avatar_index, self.state.avatar_path = index, path
+        if path not in self.extra_avatars:
+            self.settings.avatar = path
+        if self._pipeline is not None:
+            self._pipeline.set_avatar(prepared)
+        if prepared.message and prepared.face_found:
+            self.raise_message("info", f"{name}: {prepared.message}")
+        log.info("avatar: %s", path)
+        self._schedule_save()
+        self._changed()
+
+    def _build_source(self):
+        """The configured driving source; falls back to the demo clip (and says so) when it can't open."""
+        from reenact_app.capture import CameraSource, VideoFileSource, open_source
+
+        s = self.settings
+        if self.driving_override:
+            self.state.source_kind = "camera" if self.driving_override.isdigit() else "video"
+            self.state.source_name = self.state.source_label = Path(self.driving_override).name
+            return open_source(self.driving_override, loop=True, realtime=True)
+        wh = parse_resolution(s.camera_resolution) or (640, 480)
+        use_camera = s.source == "camera" or (s.source == "auto" and self.cameras)
+        if use_camera and self.cameras:
+            index = s.camera_index if any(c.index == s.camera_index for c in self.cameras) else self.cameras[0].index
+            self.state.source_kind, self.state.source_name = "camera", self._camera_name(index)
+            self.state.source_label = self.state.source_name
+            return CameraSource(index, wh[0], wh[1], 30, capture_factory=self.camera_factory)
+        if s.source in ("auto", "camera") and not self.cameras:
+            self.raise_message("info", "No camera found: playing the bundled demo clip instead.",
+                               "Connect a webcam and pick it under Driving source, or open a video file.")
+        if s.source == "video" and s.video_path:
+            try:
+                source = VideoFileSource(s.video_path, loop=True, realtime=True)
+                self.state.source_kind, self.state.source_name = "video", Path(s.video_path).name
+                self.state.source_label = self.state.source_name
+                return source
+            except MediaError as exc:
+                self.raise_message("warning", f"{exc}: playing the bundled demo clip instead.", "", "Open video…", "choose_video")
+        self.state.source_kind = "video"
+        self.state.source_name = self.state.source_label = "demo clip" + (" (no camera)" if not self.cameras else "")
+        return VideoFileSource(demo_clip(), loop=True, realtime=True)
+
+    def _camera_name(self, index: int) -> str:
+        for cam in self.cameras:
+            if cam.index == index:
+                return cam.name
+        return f"Camera {index}"
+
+    def _pipeline_config(self):
+        from reenact_app.pipeline import PipelineConfig
+        from reenact_app.tracking import TrackerConfig
+
+        s = self.settings
+        kp, crop = smoothing_configs(s.smoothing)
+        config = PipelineConfig(tracker=TrackerConfig(margin=s.crop_margin, smoothing=crop), keypoint_smoothing=kp,
+                                stop_when_source_ends=False, **pipeline_options(s))
+        config.motion.relative = s.relative
+        config.motion.adapt_scale = s.adapt_scale
+        return config
+
+    def _start_pipeline(self) -> None:
+        from reenact_app.pipeline import LivePipeline
+
+        if self._engine is None:
+            return  # no weights: the banner already says what to do
+        if self._pipeline is not None:
+            return
+        source = SwitchableSource(self._build_source())
+        pipeline = LivePipeline(source, self._engine, avatar=self._avatar, config=self._pipeline_config(),
+                                on_frame=self._on_pipeline_frame)
+        if self.settings.freeze_crop:
+            pipeline.freeze_crop(True)
+        self._source, self._pipeline = source, pipeline
+        if self._shut_down:
+            return
+        pipeline.start()
+        self.state.running = True
+        log.info("pipeline running: %s", source.name)
+        self._changed()
+
+    def _switch_source(self) -> None:
+        if self._source is None:
+            self._start_pipeline()
+            return
+        new = self._build_source()
+        self._source.switch(new)
+        self._changed()
+
+    # -- pipeline thread ---------------------------------------------------------------------------
+    def _on_pipeline_frame(self, pf) -> None:
+        """Runs on the pipeline thread: convert to QImages here so the UI thread only paints."""
+        landmarks = pf.landmarks[::3] if pf.landmarks is not None else None
+        packet = FramePacket(
+            index=pf.index,
+            output=to_qimage(pf.output),
+            driving=to_qimage(pf.driving) if pf.driving is not None else None,
+            face_box=pf.face_box,
+            keypoints=landmarks,
+            face_found=pf.face_found,
+            stats={**pf.stats, "state": pf.state, "latency_ms": pf.latency_ms or pf.stats.get("latency_ms", 0.0)},
+        )
+        self.bridge.publish(packet)
+
+    # -- UI thread: frames -------------------------------------------------------------------------
+    def _take_frame(self) -> None:
+        packet = self.bridge.take_frame()
+        if packet is None:
+            return
+        st = self.state
+        st.frames_shown += 1
+        stats = packet.stats
+        st.frames_out = int(stats.get("frames_out", st.frames_out))
+        st.fps = float(stats.get("fps", 0.0))
+        st.latency_ms = float(stats.get("latency_ms", 0.0))
+        st.stage_ms = dict(stats.get("stage_ms", {}))
+        st.face_found = packet.face_found
+        st.pipeline_state = str(stats.get("state", ""))
+        self.frameReady.emit(packet)
+        if time.monotonic() - self._last_status >= STATUS_INTERVAL_S:
+            self._housekeeping()
+
+    def _housekeeping(self) -> None:
+        """Status refresh; runs with the frames and from a 1 s timer (so it also runs when no frame comes)."""
+        self._last_status = time.monotonic()
+        if self._shut_down:
+            return
+        st = self.state
+        self._check_sinks()
+        self._check_pipeline_messages()
+        if self._engine is not None:
+            st.engine_label = self._engine.describe()
+            self._engine_notice(getattr(self._engine, "notice", None) or "")  # engines without listeners
+        source = self._source
+        if source is not None:
+            base = st.source_name
+            state = source.status.state
+            st.source_label = base if state in ("running", "starting") else f"{base}: {state}"
+        pipeline = self._pipeline
+        if pipeline is not None and st.running and not pipeline.running:
+            st.running = False
+            self.raise_message("error", f"The video pipeline stopped ({pipeline.stats.state}).",
+                               "Check the log; restart the app or switch the driving source.")
+        self.stateChanged.emit()
+
+    def _check_sinks(self) -> None:
+        """The pipeline drops a sink that fails; reflect that in the buttons and the status bar."""
+        if self._vcam is not None and self._vcam.error:
+            self._vcam = None
+            self.state.vcam_on, self.state.vcam = False, "stopped (error)"
+        if self._recorder is not None and self._recorder.error:
+            rec, self._recorder = self._recorder, None
+            self.state.recording, self.state.recording_path = False, ""
+            self.bridge.submit("Finishing recording", rec.detach)
+
+    def _check_pipeline_messages(self) -> None:
+        pipeline = self._pipeline
+        if pipeline is None:
+            return
+        try:
+            messages = list(pipeline.stats.messages)
+        except RuntimeError:  # appended to while copying: read it next time
+            return
+        for stamp, text in messages:
+            if stamp > self._seen_message_time:
+                self._seen_message_time = stamp
+                self.raise_message("warning", text, _fix_for(text))
+
+    # -- user actions (UI thread) ----------------------------------------------------------------
+    def calibrate(self) -> None:
+        if self._pipeline is None:
+            self.raise_message("info", "Calibration needs a running preview.")
+            return
+        self._pipeline.calibrate()
+        self.raise_message("info", "Calibrated: the current pose is the neutral reference.")
+
+    def redetect(self) -> None:
+        if self._pipeline is not None:
+            self._pipeline.redetect()
+
+    def select_avatar(self, index: int) -> None:
+        """Latest wins: holding or hammering the number keys queues at most one avatar load."""
+        if not 0 <= index < len(self.avatars):
+            return
+        with self._avatar_lock:
+            self._wanted_avatar = index
+            if self._avatar_load_queued:
+                return
+            self._avatar_load_queued = True
+        self.bridge.submit("Loading avatar", self._load_wanted_avatar)
+
+    def _load_wanted_avatar(self) -> None:
+        with self._avatar_lock:
+            index, self._avatar_load_queued = self._wanted_avatar, False
+        self.avatar_loads += 1
+        self._load_avatar(index)
+
+    def accept_center_crop(self) -> None:
+        pending = self._pending_avatar
+        if pending is not None:
+            index, prepared = pending
+            self.bridge.submit("Loading avatar", self._load_avatar, index, True, prepared)
+
+    def add_avatars(self, paths: list[str]) -> None:
+        self.bridge.submit("Adding avatar", self._add_avatars, list(paths))
+
+    def _add_avatars(self, paths: list[str]) -> None:
+        added = []
+        for path in paths:
+            try:
+                added.append(str(avatar_files.import_avatar(path)))
+            except (MediaError, OSError) as exc:
+                self.raise_message("error", f"Can't add {Path(path).name}: {exc}", "Use a JPEG, PNG, BMP or WebP picture of a face.")
+        if not added:
+            return
+        from reenact_app.gui.widgets.gallery import load_thumbnail
+
+        for path in added:
+            self.thumbnails[path] = load_thumbnail(path)  # decoded here, not on the UI thread
+        self.avatars = avatar_files.list_avatars(self.extra_avatars)
+        self.avatarsChanged.emit()
+        self._load_avatar(self.avatars.index(added[-1]))
+
+    def set_option(self, name: str, value: Any) -> None:
+        """One AppSettings field changed: store it, apply it live, save soon."""
+        s = self.settings
+        if not hasattr(s, name):
+            raise AttributeError(f"AppSettings has no field {name!r}")
+        if getattr(s, name) == value:
+            return
+        setattr(s, name, value)
+        s.validated()
+        p = self._pipeline
+        if name in ("relative", "adapt_scale") and p is not None:
+            p.set_motion(**{name: value})
+        elif name == "smoothing" and p is not None:
+            kp, crop = smoothing_configs(s.smoothing)
+            p.set_keypoint_smoothing(kp)
+            p.update_tracker(smoothing=crop)
+        elif name == "crop_margin" and p is not None:
+            p.update_tracker(margin=s.crop_margin)
+        elif name == "freeze_crop" and p is not None:
+            p.freeze_crop(bool(value))
+        elif name in ("mirror", "paste_back") and p is not None:
+            p.set_options(**{name: bool(value)})
+        elif name == "engine":
+            self.bridge.submit("Building engine", self._load_engine)
+            self.bridge.submit("Starting pipeline", self._start_pipeline)
+        elif name == "model_path":
+            self.set_model(value, "")
+        elif name == "camera_resolution" and self.state.source_kind == "camera":
+            self.bridge.submit("Reopening camera", self._switch_source)
+        elif name == "output_resolution" and self._vcam is not None:
+            self.bridge.submit("Restarting virtual camera", self._restart_vcam)
+        self.settingsChanged.emit()
+        self._schedule_save()
+
+    def toggle_option(self, name: str) -> None:
+        self.set_option(name, not bool(getattr(self.settings, name)))
+
+    def set_source(self, kind: str, camera_index: int = -1) -> None:
+        self.driving_override = None
+        self.settings.source = kind
+        if kind == "camera" and camera_index >= 0:
+            self.settings.camera_index = camera_index
+        self.bridge.submit("Switching driving source", self._switch_source)
+        self._schedule_save()
+
+    def set_video(self, path: str) -> None:
+        self.settings.video_path = str(path)
+        self.set_source("video")
+
+    def set_model(self, path: str, config: str = "") -> None:
+        self.settings.model_path, self.settings.model_config = str(path or ""), str(config or "")
+        self.state.model_label = self._model_label()
+        self.bridge.submit("Loading model", self._load_engine)
+        self.bridge.submit("Starting pipeline", self._start_pipeline)
+        self._schedule_save()
+        self._changed()
+
+    def reset_settings(self) -> None:
+        """Back to defaults (window geometry kept), applied live and saved."""
+        geometry = self.settings.window_geometry
+        old = self.settings
+        self.settings = AppSettings(window_geometry=geometry)
+        p = self._pipeline
+        if p is not None:
+            s = self.settings
+            kp, crop = smoothing_configs(s.smoothing)
+            p.set_motion(relative=s.relative, adapt_scale=s.adapt_scale)
+            p.set_keypoint_smoothing(kp)
+            p.update_tracker(smoothing=crop, margin=s.crop_margin)
+            p.freeze_crop(s.freeze_crop)
+            p.set_options(**pipeline_options(s))
+        if (old.engine, old.model_path) != (self.settings.engine, self.settings.model_path):
+            self.bridge.submit("Loading model", self._load_engine)
+        self.save_settings()
+        self.settingsChanged.emit()
+        self.raise_message("info", "Settings reset to defaults.")
+
+    # -- view helpers ----------------------------------------------------------------------------
+    def cameras_for_ui(self) -> list[tuple[int, str]]:
+        return [(c.index, c.name) for c in self.cameras]
+
+    def video_label(self) -> str:
+        if self.driving_override and not self.driving_override.isdigit():
+            return f"Video: {Path(self.driving_override).name}"
+        path = self.settings.video_path
+        return f"Video: {Path(path).name}" if path else "Video: demo clip"
+
+    # -- settings -----------------------------------------------------------------------------------
+    def _schedule_save(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._save_timer.start()
+        # from the command thread: saved at the next UI change or at shutdown
+
+    def save_settings(self) -> None:
+        if not self.persist:
+            return
+        try:
+            save_settings(self.settings)
+        except OSError as exc:
+            log.warning("settings not saved: %s", exc)
+
+
+@contextmanager
+def _single_threaded_torch():
+    """Loading a checkpoint is hundreds of tiny tensor ops (copies, NaN checks); with an OpenMP team per
+    op, the spinning workers starve the UI thread on a small machine (measured on 2 busy cores: 0.7-1.1 s
+    and 200-450 ms UI stalls with 2 threads, 70 ms and none with 1)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _fix_for(text: str) -> str:
+    lowered = text.lower()
+    if "v4l2loopback" in lowered or "modprobe" in lowered:
+        from reenact_app.sinks.virtual_camera import MODPROBE_COMMAND
+
+        return MODPROBE_COMMAND
+    if "disk" in lowered or "recording" in lowered:
+        return "Free disk space or choose another folder; the call goes on."
+    return ""

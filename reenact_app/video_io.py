@@ -1,0 +1,206 @@
+"""Video and image I/O for the CLI and the recorder: RGB uint8 frames in, H.264 (or mp4v) mp4 out.
+
+Reading uses OpenCV (BGR converted to RGB once, here). Writing prefers imageio-ffmpeg's bundled ffmpeg
+with libx264 (H.264 plays everywhere); OpenCV's pip wheels can't encode H.264, so without imageio-ffmpeg
+the fallback is OpenCV's mp4v. Every failure is a MediaError that says which file and what to do.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from reenact_app.errors import MediaError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: str
+    fps: float
+    frame_count: int  # container's estimate; may be 0 or approximate for some formats
+    width: int
+    height: int
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file as uint8 RGB HxWx3."""
+    import cv2
+
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(f"image not found: {path}")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise MediaError(f"can't decode image {path}: use a JPEG, PNG, BMP or WebP file")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _open(path: str | Path):
+    import cv2
+
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(f"video not found: {path}")
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise MediaError(f"can't open video {path}: not a video file or an unsupported codec")
+    return capture
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    import cv2
+
+    capture = _open(path)
+    try:
+        fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
+        info = VideoInfo(
+            path=str(path),
+            fps=float(fps) if 1.0 <= fps <= 240.0 else 25.0,  # broken headers report 0 or 90000
+            frame_count=max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT))),
+            width=int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+            height=int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+        )
+    finally:
+        capture.release()
+    return info
+
+
+def iter_frames(path: str | Path, max_frames: int | None = None) -> Iterator[np.ndarray]:
+    """Decoded frames as uint8 RGB; raises MediaError if the file yields no frame at all."""
+    import cv2
+
+    capture = _open(path)
+    count = 0
+    try:
+        while max_frames is None or count < max_frames:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            count += 1
+            yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    finally:
+        capture.release()
+    if count == 0:
+        raise MediaError(f"{path} contains no decodable frames")
+
+
+def read_frames(path: str | Path, max_frames: int | None = None) -> list[np.ndarray]:
+    return list(iter_frames(path, max_frames))
+
+
+def check_writable(path: str | Path) -> Path:
+    """Fail before any work if the output can't be written (missing folder, no permission, a directory)."""
+    path = Path(path)
+    if path.is_dir():
+        raise MediaError(f"output {path} is a directory: give a file name such as {path / 'out.mp4'}")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise MediaError(f"can't write {path}: folder {parent} does not exist (create it first)")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise MediaError(f"can't write {path}: permission denied")
+    if path.suffix.lower() != ".mp4":
+        raise MediaError(f"output {path} must end in .mp4")
+    return path
+
+
+class VideoWriter:
+    """mp4 writer for uint8 RGB frames of one fixed size. Use as a context manager."""
+
+    def __init__(self, path: str | Path, fps: float, size: tuple[int, int], codec: str = "auto"):
+        self.path = check_writable(path)
+        self.fps = float(fps)
+        self.width, self.height = size
+        self.frames = 0
+        self.codec = ""
+        self._ffmpeg = None
+        self._cv = None
+        if codec in ("auto", "h264"):
+            self._ffmpeg = self._open_ffmpeg()
+        if self._ffmpeg is None:
+            if codec == "h264":
+                raise MediaError("H.264 output needs imageio-ffmpeg: `pip install imageio-ffmpeg`")
+            self._cv = self._open_cv()
+
+    def _open_ffmpeg(self):
+        try:
+            import imageio_ffmpeg
+        except ImportError:
+            log.info("imageio-ffmpeg not installed: writing mp4v with OpenCV")
+            return None
+        if self.width % 2 or self.height % 2:
+            return None  # yuv420p needs even sizes
+        writer = imageio_ffmpeg.write_frames(
+            str(self.path), (self.width, self.height), fps=self.fps, codec="libx264", pix_fmt_in="rgb24",
+            pix_fmt_out="yuv420p", quality=None, bitrate=None,
+            output_params=["-crf", "18", "-preset", "veryfast"], macro_block_size=1, ffmpeg_log_level="error",
+        )
+        try:
+            writer.send(None)  # starts ffmpeg; fails here if the codec is missing
+        except Exception as exc:
+            log.warning("ffmpeg H.264 writer unavailable (%s): falling back to mp4v", exc)
+            return None
+        self.codec = "h264"
+        return writer
+
+    def _open_cv(self):
+        import cv2
+
+        writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (self.width, self.height))
+        if not writer.isOpened():
+            raise MediaError(f"can't open {self.path} for writing (OpenCV mp4v encoder failed)")
+        self.codec = "mp4v"
+        return writer
+
+    def write(self, frame: np.ndarray) -> None:
+        if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
+            raise MediaError(
+                f"frame {frame.shape} {frame.dtype} does not match the video ({self.height}, {self.width}, 3) uint8"
+            )
+        try:
+            if self._ffmpeg is not None:
+                self._ffmpeg.send(np.ascontiguousarray(frame))
+            else:
+                import cv2
+
+                self._cv.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        except (OSError, BrokenPipeError) as exc:
+            raise MediaError(f"writing {self.path} failed: {exc} (disk full?)") from exc
+        self.frames += 1
+
+    def close(self) -> None:
+        if self._ffmpeg is not None:
+            writer, self._ffmpeg = self._ffmpeg, None
+            try:
+                writer.close()
+            except Exception as exc:
+                raise MediaError(f"finishing {self.path} failed: {exc}") from exc
+        if self._cv is not None:
+            self._cv.release()
+            self._cv = None
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def centre_crop(image: np.ndarray, size: int) -> np.ndarray:
+    """Largest centred square, resized to size x size (INTER_AREA when shrinking)."""
+    import cv2
+
+    h, w = image.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    square = image[top : top + side, left : left + side]
+    if side == size:
+        return np.ascontiguousarray(square)
+    interpolation = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+    return cv2.resize(square, (size, size), interpolation=interpolation)

@@ -1,0 +1,109 @@
+"""ONNX export: three graphs, opset >= 17, onnx.checker, parity with PyTorch on real frames (<= 1e-3)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from export.onnx_export import OPSET, ExportError, export_onnx, model_hash, read_manifest
+from export.parity import check_parity
+from models import build_model
+from reenact_app.video_io import centre_crop, read_frames
+
+CLIPS = ("wyhsirius+LIA/data/vox/driving2.mp4", "ali-vilab+dreamtalk/data/style_clip/video/M030_front_angry_level3_001.mp4")
+
+
+@pytest.fixture(scope="module")
+def real_frames(clips_dir: Path) -> list[np.ndarray]:
+    frames = []
+    for clip in CLIPS:
+        frames += [centre_crop(f, 256) for f in read_frames(clips_dir / clip, 40)[::10]]
+    return frames
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_model("paper-rt").eval()
+    folder = tmp_path_factory.mktemp("onnx")
+    return model, export_onnx(model, folder)
+
+
+def test_three_graphs_opset_and_checker(exported):
+    import onnx
+
+    model, result = exported
+    assert set(result.files) == {"kp_detector", "source_encoder", "animate"}
+    for part in result.files:
+        graph = onnx.load(str(result.path(part)))
+        onnx.checker.check_model(graph, full_check=True)
+        assert max(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")) >= OPSET >= 17
+    animate = onnx.load(str(result.path("animate")))
+    inputs = [i.name for i in animate.graph.input]
+    assert inputs == ["source_small", "features", "kp_source_value", "kp_source_jacobian",
+                      "kp_driving_value", "kp_driving_jacobian"]
+    assert "GridSample" in {n.op_type for n in animate.graph.node}
+    assert result.model_hash == model_hash(model)
+
+
+def test_parity_on_real_frames(exported, real_frames):
+    model, result = exported
+    report = check_parity(model, result.directory, real_frames)
+    assert report.frames == len(real_frames) >= 8
+    assert report.max_abs_prediction <= 1e-3, report.line()
+    assert report.max_abs_keypoints <= 1e-3, report.line()
+
+
+def test_export_leaves_model_in_eval_mode(exported):
+    """torch.onnx.export restores the wrapper's mode onto submodules: the wrappers must be in eval mode."""
+    model, _ = exported
+    assert not model.kp_detector.training and not model.generator.training
+    assert not any(m.training for m in model.generator.modules())
+
+
+def test_manifest_roundtrip_and_errors(exported, tmp_path):
+    _, result = exported
+    again = read_manifest(result.directory)
+    assert again.files == result.files and again.jacobian and again.image_size == 256
+    with pytest.raises(ExportError, match="not an ONNX export"):
+        read_manifest(tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps({**json.loads((Path(result.directory) / "manifest.json").read_text())}))
+    with pytest.raises(ExportError, match="missing graph"):
+        read_manifest(tmp_path)
+
+
+def test_int8_quantization_runs_and_reports_parity(exported, real_frames, tmp_path):
+    import shutil
+
+    from export.quantize import quantize_export
+
+    model, result = exported
+    folder = tmp_path / "q"
+    shutil.copytree(result.directory, folder)
+    added = quantize_export(folder, real_frames[:4])
+    assert set(added) == {"animate_int8"}
+    assert "animate_int8" in read_manifest(folder).files
+    report = check_parity(model, folder, real_frames[:4], tolerance=float("inf"), int8=True)
+    assert np.isfinite(report.max_abs_prediction) and report.max_abs_prediction < 0.5
+
+
+def test_dynamo_exporter_also_matches(tmp_path, real_frames):
+    torch.manual_seed(1)
+    model = build_model("fomm-rt").eval()
+    result = export_onnx(model, tmp_path, exporter="dynamo")
+    assert result.exporter == "dynamo"
+    report = check_parity(model, tmp_path, real_frames[:3])
+    assert report.ok, report.line()
+
+
+@pytest.mark.slow
+def test_fomm_vox256_parity(tmp_path, real_frames):
+    torch.manual_seed(0)
+    model = build_model("fomm-vox256").eval()
+    result = export_onnx(model, tmp_path)
+    report = check_parity(model, result.directory, real_frames[:4])
+    assert report.ok, report.line()

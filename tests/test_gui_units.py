@@ -1,0 +1,186 @@
+"""Desktop app building blocks without a running window: settings, display checks, avatar files, worker bridge."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from reenact_app.errors import MediaError
+from reenact_app.gui.app import has_display, remove_cv2_qt_overrides
+from reenact_app.gui.settings import AppSettings, load_settings, reset_settings, save_settings, settings_path
+
+pytestmark = pytest.mark.gui
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def config_dir(tmp_path, monkeypatch):
+    folder = tmp_path / "config dir ü"  # spaces and non-ASCII on purpose
+    monkeypatch.setenv("REENACT_CONFIG_DIR", str(folder))
+    return folder
+
+
+def test_settings_roundtrip_and_reset(config_dir):
+    s = AppSettings(mirror=False, smoothing=0.2, engine="torch", avatar="/x/ä.png", output_resolution="1280x720")
+    path = save_settings(s)
+    assert path == settings_path() and path.parent == config_dir
+    assert load_settings() == s
+    assert reset_settings() == AppSettings()
+    assert load_settings() == AppSettings()
+
+
+def test_settings_forgive_bad_files(config_dir):
+    config_dir.mkdir(parents=True)
+    settings_path().write_text(json.dumps({
+        "mirror": "yes", "smoothing": 7, "engine": "warp-drive", "camera_index": True,
+        "crop_margin": 0.3, "unknown_key": 1, "output_resolution": "3x",
+    }))
+    s = load_settings()
+    assert s.mirror is True and s.smoothing == 1.0 and s.engine == "auto" and s.camera_index == 0
+    assert s.crop_margin == 0.3 and s.output_resolution == "640x480"
+    settings_path().write_text("{not json")
+    assert load_settings() == AppSettings()
+    settings_path().write_text("[1, 2]")
+    assert load_settings() == AppSettings()
+
+
+def test_display_detection():
+    assert has_display({"QT_QPA_PLATFORM": "offscreen"}, "linux")
+    assert not has_display({}, "linux")
+    assert not has_display({"DISPLAY": ":987"}, "linux")  # no such X server socket
+    assert has_display({"WAYLAND_DISPLAY": "wayland-0"}, "linux")
+    assert has_display({}, "win32")
+
+
+def test_cv2_qt_override_removed():
+    import cv2 as _cv2
+
+    cv2_dir = str(Path(_cv2.__file__).parent)
+    env = {"QT_QPA_PLATFORM_PLUGIN_PATH": f"{cv2_dir}/qt/plugins", "QT_QPA_FONTDIR": f"{cv2_dir}/qt/fonts",
+           "QT_PLUGIN_PATH": "/opt/mine"}
+    assert sorted(remove_cv2_qt_overrides(env)) == ["QT_QPA_FONTDIR", "QT_QPA_PLATFORM_PLUGIN_PATH"]
+    assert env == {"QT_PLUGIN_PATH": "/opt/mine"}
+
+
+def test_qt_starts_after_importing_cv2():
+    """`import cv2` points Qt at OpenCV's own plugins; create_application must undo that or Qt aborts."""
+    code = ("import cv2, os; assert 'cv2' in os.environ.get('QT_QPA_PLATFORM_PLUGIN_PATH', 'cv2'); "
+            "from reenact_app.gui.app import create_application; app = create_application(offscreen=True); "
+            "print(app.platformName())")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "offscreen", proc.stderr[-2000:]
+
+
+def test_no_display_prints_one_line(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    env["REENACT_CONFIG_DIR"] = str(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "reenact_app.gui.main"], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    for hint in ("--screenshot", "reenact live", "reenact animate"):
+        assert hint in lines[0]
+    assert "Traceback" not in proc.stderr and not proc.stdout.strip()
+
+
+def _write(path: Path, image: np.ndarray) -> Path:
+    assert cv2.imwrite(str(path), image)
+    return path
+
+
+def test_avatar_loading_hostile_and_odd_files(tmp_path, clips_dir):
+    from reenact_app.gui.avatars import load_avatar_image
+
+    src = cv2.imread(str(REPO / "assets" / "avatars" / "monalisa.jpg"))
+    (tmp_path / "random.jpg").write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    good = (REPO / "assets" / "avatars" / "gogol.jpg").read_bytes()
+    (tmp_path / "truncated.jpg").write_bytes(good[:200])
+    (tmp_path / "empty.png").write_bytes(b"")
+    for name in ("random.jpg", "truncated.jpg", "empty.png", "missing.png"):
+        with pytest.raises(MediaError):
+            load_avatar_image(tmp_path / name)
+    with pytest.raises(MediaError, match="pixels"):
+        load_avatar_image(_write(tmp_path / "tiny.png", np.zeros((1, 1, 3), np.uint8)))
+    grey = load_avatar_image(_write(tmp_path / "grey.png", cv2.cvtColor(src, cv2.COLOR_BGR2GRAY)))
+    rgba = load_avatar_image(_write(tmp_path / "rgba.png", cv2.cvtColor(src, cv2.COLOR_BGR2BGRA)))
+    deep = load_avatar_image(_write(tmp_path / "deep.png", src.astype(np.uint16) * 257))
+    for img in (grey, rgba, deep):
+        assert img.dtype == np.uint8 and img.shape == (*src.shape[:2], 3)
+    assert np.abs(deep.astype(int) - src[..., ::-1].astype(int)).max() <= 1
+    big = load_avatar_image(_write(tmp_path / "big.jpg", np.full((3000, 2500, 3), 128, np.uint8)))
+    assert max(big.shape[:2]) == 2048
+
+
+def test_latest_slot_keeps_only_newest():
+    from reenact_app.gui.worker import LatestSlot
+
+    slot = LatestSlot()
+    assert slot.put(1) is True and slot.put(2) is False and slot.put(3) is False
+    assert slot.take() == 3 and slot.take() is None and slot.dropped == 2
+
+
+def test_worker_bridge_reports_errors_and_stops(qtbot):
+    from reenact_app.gui.worker import WorkerBridge
+
+    bridge = WorkerBridge()
+    messages, done = [], []
+    bridge.message.connect(lambda *m: messages.append(m))
+    bridge.submit("Exploding", lambda: 1 / 0)
+    bridge.submit("Bad file", lambda: (_ for _ in ()).throw(MediaError("no such avatar")))
+    bridge.submit("Fine", lambda: 42, on_done=done.append)
+    qtbot.waitUntil(lambda: bridge.pending == 0 and len(messages) == 2, timeout=5000)
+    assert done == [42]
+    assert "ZeroDivisionError" in messages[0][1] and "no such avatar" in messages[1][1]
+    assert bridge.stop(5.0) and not bridge.alive
+    assert not [t for t in threading.enumerate() if t.name == "reenact-gui-commands"]
+
+
+def test_first_run_export_goes_to_a_cancellable_child_process(tmp_path, monkeypatch):
+    """The ONNX export runs in a child process (it would hold the GIL and freeze the window); closing
+    the window cancels it."""
+    import time
+
+    import models
+    from reenact_app.gui.export_job import ExportJob, needs_export
+
+    monkeypatch.setenv("REENACT_CACHE", str(tmp_path / "cache"))
+    model = models.build_model("paper-rt")
+    assert not needs_export(model, "torch")
+    assert needs_export(model, "onnxruntime")
+    ckpt = models.save_checkpoint(model, tmp_path / "m.safetensors")
+    job = ExportJob(str(ckpt), None)
+    result: list[bool] = []
+    thread = threading.Thread(target=lambda: result.append(job.run()))
+    thread.start()
+    time.sleep(0.5)
+    job.cancel()
+    thread.join(15)
+    assert result == [False] and not thread.is_alive()
+    assert job._proc is not None and job._proc.poll() is not None  # the child is gone
+
+
+def test_engine_fallback_notice_reaches_the_banner_once(qtbot, tmp_path, monkeypatch):
+    """An engine that switched itself at run time (FallbackEngine: CUDA out of memory...) is reported once."""
+    from reenact_app.gui.controller import AppController
+    from reenact_app.gui.settings import AppSettings
+
+    monkeypatch.setenv("REENACT_CONFIG_DIR", str(tmp_path))
+    controller = AppController(AppSettings())
+    messages = []
+    controller.messageRaised.connect(lambda *m: messages.append(m))
+    notice = "TensorRT cuda fp16 failed (RuntimeError: CUDA out of memory); switched to PyTorch cpu fp32"
+    controller._engine_notice(notice)  # what FallbackEngine's listener call does, from the pipeline thread
+    controller._engine_notice(notice)
+    qtbot.waitUntil(lambda: len(messages) >= 1, timeout=2000)
+    qtbot.wait(50)
+    assert len(messages) == 1 and messages[0][0] == "warning" and "switched to PyTorch" in messages[0][1]
+    assert controller.shutdown()

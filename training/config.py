@@ -1,0 +1,190 @@
+"""Typed training configuration (dataclasses) with strict YAML loading.
+
+A run is fully described by one `TrainConfig`; the YAML files in configs/train/ are just its serialised
+form, and command-line flags override single fields. The model is a preset name plus optional overrides
+in the models.config format, so every paper module can be switched for ablations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from typing import get_args, get_type_hints
+
+from models.config import ModelConfig, preset
+from models.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the reconstruction and equivariance terms (FOMM vox-256 uses perceptual 10 x 5 layers)."""
+
+    perceptual: tuple[float, ...] = (10.0, 10.0, 10.0, 10.0, 10.0)  # VGG19 relu1_1..relu5_1, when weights given
+    l1: float = 10.0  # pixel L1 per pyramid scale (used without VGG19; kept small with it)
+    ssim: float = 5.0  # 1 - SSIM per pyramid scale
+    gradient: float = 5.0  # L1 of image gradients per pyramid scale
+    equivariance_value: float = 10.0
+    equivariance_jacobian: float = 10.0
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """mediapipe-landmark teacher (issue 11): warm start, annealed keypoint term, dense-motion supervision."""
+
+    enabled: bool = True
+    landmark_indices: tuple[int, ...] = (33, 263, 105, 334, 1, 61, 291, 13, 14, 152)
+    warmup_steps: int = 300  # keypoint detector only, pulled onto the landmarks
+    keypoint_weight_start: float = 10.0
+    keypoint_weight_end: float = 1.0
+    keypoint_anneal_steps: int = 3000
+    motion_weight: float = 10.0
+    motion_landmarks: str = "all"  # "all" (478) or "mesh" (first 468, no irises)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    preset: str = "paper-rt"
+    model_overrides: dict = field(default_factory=dict)  # merged into the preset (models.config keys)
+    image_size: int = 256  # training resolution; the exported config keeps the preset's image_size
+    batch_size: int = 8  # per process
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    max_steps: int = 100_000
+    lr_milestones: tuple[float, ...] = (0.6, 0.9)  # fractions of max_steps (FOMM: epochs 60 and 90 of 100)
+    lr_gamma: float = 0.1
+    scales: tuple[float, ...] = (1.0, 0.5, 0.25, 0.125)
+    loss: LossWeights = field(default_factory=LossWeights)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    tps_sigma_affine: float = 0.05
+    tps_sigma_tps: float = 0.005
+    tps_points: int = 5
+    flip_probability: float = 0.5
+    color_jitter: tuple[float, float, float, float] = (0.1, 0.1, 0.1, 0.1)  # brightness, contrast, saturation, hue
+    max_frame_distance: int = 0  # 0: any two frames of a clip (FOMM); else at most this far apart
+    seed: int = 0
+    num_workers: int = 0
+    threads: int = 0  # torch.set_num_threads; 0 leaves torch's default
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    log_every: int = 10
+    checkpoint_every_s: float = 300.0
+    checkpoint_every_steps: int = 0
+    sample_every: int = 200
+    val_every: int = 500
+    val_pairs: int = 64
+    vgg19_weights: str = ""
+
+    def model_config(self) -> ModelConfig:
+        base = preset(self.preset).to_dict()
+        merged = _deep_merge(base, dict(self.model_overrides))
+        return ModelConfig.from_dict(merged)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        data = dict(data)
+        overrides = data.pop("model_overrides", {}) or {}
+        if not isinstance(overrides, dict):
+            raise ConfigError("train.model_overrides must be a mapping of model config keys")
+        config = _from_dict(cls, {k: v for k, v in data.items()}, "train") if data else cls()
+        config = dataclasses.replace(config, model_overrides=overrides)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Cross-field checks that the dataclass types cannot express."""
+        model = self.model_config()
+        if self.teacher.enabled and len(self.teacher.landmark_indices) != model.num_kp:
+            raise ConfigError(
+                f"teacher.landmark_indices has {len(self.teacher.landmark_indices)} entries but the model has "
+                f"num_kp={model.num_kp}: give one mesh landmark per keypoint"
+            )
+        if any(not 0 <= i < 478 for i in self.teacher.landmark_indices):
+            raise ConfigError("teacher.landmark_indices must be mediapipe mesh indices in 0..477")
+        if self.image_size < 32 or self.batch_size < 1 or self.max_steps < 1:
+            raise ConfigError("image_size must be >= 32, batch_size and max_steps >= 1")
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def _from_dict(cls: type, data: Any, where: str) -> Any:
+    """Strict: unknown keys and wrong types are errors naming the key; missing keys keep defaults."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known keys: {sorted(known)}")
+    values = {}
+    for name, value in data.items():
+        hint = hints[name]
+        values[name] = (
+            _from_dict(hint, value, f"{where}.{name}") if dataclasses.is_dataclass(hint) else _coerce(value, hint, f"{where}.{name}")
+        )
+    return cls(**values)
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    origin = getattr(hint, "__origin__", None)
+    if origin is tuple:
+        args = [a for a in get_args(hint) if a is not Ellipsis]
+        if isinstance(value, (list, tuple)):
+            return tuple(_coerce(v, args[0] if len(args) == 1 else args[i], where) for i, v in enumerate(value))
+    elif hint is bool and isinstance(value, bool):
+        return value
+    elif hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    elif hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    elif hint is str and isinstance(value, str):
+        return value
+    elif hint is dict and isinstance(value, dict):
+        return value
+    raise ConfigError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
+
+
+def _deep_merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        builtin = Path(__file__).resolve().parent.parent / "configs" / "train" / f"{path.stem}.yaml"
+        if not path.suffix and builtin.is_file():
+            path = builtin
+        else:
+            raise ConfigError(f"training config not found: {path} (see configs/train/ for examples)")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    return TrainConfig.from_dict(raw)
+
+
+def save_train_config(config: TrainConfig, path: str | Path) -> None:
+    import yaml
+
+    Path(path).write_text(yaml.safe_dump(_plain(config.to_dict()), sort_keys=False))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,445 @@
+"""The training loop: FOMM losses + the landmark teacher, DDP via torchrun, checkpoints that resume exactly.
+
+Determinism: weights are initialised from `seed`; batches are a pure function of (seed, step, rank) (see
+`training.dataset.StepSampler`) and so are the random TPS warps, so a resumed run continues on the same
+trajectory as an uninterrupted one without saving any RNG state.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from models import build_model, load_checkpoint, save_checkpoint
+from models.errors import CheckpointError, ConfigError
+from training.config import TrainConfig, save_train_config
+from training.dataset import PairDataset, StepSampler, keypoint_targets
+from training.losses import RandomTPS, ReconstructionLoss, VGG19Features, equivariance_losses
+from training.teacher import keypoint_landmark_loss, keypoint_weight, motion_loss
+
+log = logging.getLogger(__name__)
+
+
+class TrainingModel(nn.Module):
+    """Keypoint detector + generator + losses in one module, so DDP wraps one forward per step."""
+
+    def __init__(self, kp_detector: nn.Module, generator: nn.Module, config: TrainConfig, vgg: VGG19Features | None):
+        super().__init__()
+        self.kp_detector = kp_detector
+        self.generator = generator
+        self.config = config
+        self.reconstruction = ReconstructionLoss(config.scales, config.loss, vgg)
+
+    def forward(self, batch: dict[str, torch.Tensor], step: int, rank: int = 0) -> tuple[dict, dict]:
+        cfg, teacher = self.config, self.config.teacher
+        source, driving = batch["source"], batch["driving"]
+        kp_source = self.kp_detector(source)
+        kp_driving = self.kp_detector(driving)
+        extras = {"kp_source": kp_source, "kp_driving": kp_driving}
+        losses: dict[str, torch.Tensor] = {}
+        warm = teacher.enabled and step < teacher.warmup_steps
+        if teacher.enabled:
+            weight = teacher.keypoint_weight_start if warm else keypoint_weight(teacher, step)
+            if weight:
+                term = 0
+                for kp, key in ((kp_source, "source"), (kp_driving, "driving")):
+                    targets = keypoint_targets(batch[f"{key}_landmarks"], teacher.landmark_indices, batch["flipped"])
+                    term = term + keypoint_landmark_loss(kp["value"], targets, batch[f"{key}_found"])
+                losses["teacher_keypoints"] = weight * term / 2
+        if warm:
+            return losses, extras
+
+        generated = self.generator(source, kp_driving=kp_driving, kp_source=kp_source)
+        extras["generated"] = generated
+        losses.update(self.reconstruction(generated["prediction"], driving))
+
+        w = cfg.loss
+        if w.equivariance_value or w.equivariance_jacobian:
+            rng = torch.Generator().manual_seed(_mix(cfg.seed, step, rank))
+            tps = RandomTPS(driving.shape[0], cfg.tps_sigma_affine, cfg.tps_sigma_tps, cfg.tps_points, driving, rng)
+            kp_transformed = self.kp_detector(tps.warp_image(driving))
+            losses.update(equivariance_losses(kp_driving, kp_transformed, tps, w.equivariance_value, w.equivariance_jacobian))
+
+        if teacher.enabled and teacher.motion_weight:
+            n = 468 if teacher.motion_landmarks == "mesh" else batch["driving_landmarks"].shape[1]
+            found = batch["source_found"] & batch["driving_found"]
+            losses["teacher_motion"] = teacher.motion_weight * motion_loss(
+                generated["deformation"].float(), batch["driving_landmarks"][:, :n], batch["source_landmarks"][:, :n], found
+            )
+        return losses, extras
+
+
+def _mix(*values: int) -> int:
+    """Stable 63-bit seed from integers (same on every machine and Python run)."""
+    h = 1469598103934665603
+    for v in values:
+        h = ((h ^ (int(v) & 0xFFFFFFFFFFFF)) * 1099511628211) % (1 << 63)
+    return h
+
+
+# ------------------------------------------------------------------------------------------- distributed
+@dataclass
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: torch.device) -> Dist:
+    """torchrun sets RANK/WORLD_SIZE/LOCAL_RANK; gloo on CPU, nccl on CUDA. One process: nothing to do."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def pick_device(requested: str | None, local_rank: int) -> torch.device:
+    if requested:
+        device = torch.device(requested)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", local_rank)
+        return device
+    return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
+
+
+def sync_buffers(module: nn.Module, dist_info: Dist) -> None:
+    """BatchNorm running stats from rank 0 (DDP syncs them at each forward, so the last step leaves them apart)."""
+    if dist_info.world_size <= 1:
+        return
+    import torch.distributed as dist
+
+    for buffer in module.buffers():
+        dist.broadcast(buffer.data, src=0)
+
+
+# ------------------------------------------------------------------------------------------- checkpoints
+def _state(tm: TrainingModel, optimizer, scheduler, step: int, best: dict, config: TrainConfig) -> dict:
+    return {
+        "step": step,
+        "kp_detector": tm.kp_detector.state_dict(),
+        "generator": tm.generator.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "best": json.dumps(best),
+        "config": json.dumps(config.to_dict()),
+    }
+
+
+def save_training_state(path: Path, state: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def load_training_state(path: Path) -> dict:
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"can't read training checkpoint {path}: {exc}; delete it or start without --resume") from None
+
+
+def export_model(tm: TrainingModel, model_config, path: Path, extra: dict[str, str]) -> Path:
+    """Project format (safetensors + config metadata) from the training modules; BatchNorm stats included."""
+    from models.checkpoint import ReenactModel
+
+    model = ReenactModel(tm.kp_detector, tm.generator, model_config)
+    return save_checkpoint(model, path, extra)
+
+
+# ------------------------------------------------------------------------------------------- validation
+@torch.no_grad()
+def validation_loss(tm: TrainingModel, loader, device: torch.device) -> dict[str, float]:
+    """Reconstruction L1 and the teacher's motion error on fixed held-out pairs (eval mode, same every time)."""
+    was_training = tm.training
+    tm.eval()
+    l1 = motion = 0.0
+    count = motion_count = 0
+    for batch in loader:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        kp_s, kp_d = tm.kp_detector(batch["source"]), tm.kp_detector(batch["driving"])
+        out = tm.generator(batch["source"], kp_driving=kp_d, kp_source=kp_s)
+        n = batch["source"].shape[0]
+        l1 += (out["prediction"] - batch["driving"]).abs().mean().item() * n
+        count += n
+        found = batch["source_found"] & batch["driving_found"]
+        if found.any():
+            m = motion_loss(out["deformation"].float(), batch["driving_landmarks"], batch["source_landmarks"], found)
+            motion += m.item() * int(found.sum())
+            motion_count += int(found.sum())
+    tm.train(was_training)
+    result = {"val_l1": l1 / max(count, 1)}
+    if motion_count:
+        result["val_motion"] = motion / motion_count
+    return result
+
+
+def dlib_evaluation(tm: TrainingModel, model_config, data: Path, max_clips: int, max_frames: int,
+                    image_size: int) -> dict[str, float] | None:
+    """FOMM reconstruction metrics (dlib AKD/AED, not the teacher) when training.evaluate and dlib are usable."""
+    try:
+        from models.checkpoint import ReenactModel
+        from training.evaluate import evaluate
+    except Exception as exc:  # pragma: no cover - depends on optional packages
+        log.info("dlib evaluation unavailable (%s); selecting checkpoints by validation loss", exc)
+        return None
+    model = ReenactModel(tm.kp_detector, tm.generator, model_config)
+    try:
+        report = evaluate(model, data, max_clips=max_clips or None, max_frames=max_frames or None, progress=False,
+                          image_size=image_size)
+    except Exception as exc:
+        log.warning("evaluation failed (%s); selecting checkpoints by validation loss", exc)
+        return None
+    out = {f"eval_{k}": float(v) for k, v in report.model.to_dict().items() if isinstance(v, (int, float))}
+    out.update({f"static_{k}": float(v) for k, v in report.baseline.to_dict().items() if isinstance(v, (int, float))})
+    return out
+
+
+# ------------------------------------------------------------------------------------------- loop
+@dataclass
+class TrainOptions:
+    """Run-level options that are not part of the model recipe."""
+
+    publish: str = ""  # copy best.safetensors here whenever it improves (e.g. assets/weights/default.safetensors)
+    eval_every: int = 0  # steps between dlib evaluations (0: off)
+    eval_clips: int = 0
+    eval_frames: int = 32
+    stop_after_s: float = 0.0  # stop (with a checkpoint) after this many seconds of this invocation
+    stop_at_step: int = 0  # stop (with a checkpoint) at this step; the schedule still follows max_steps
+
+
+class _StopOnSignal:
+    """SIGTERM/SIGINT finish the current step, save a checkpoint and return (so `kill PID` loses nothing)."""
+
+    def __init__(self) -> None:
+        import signal
+        import threading
+
+        self.requested = False
+        self._previous: dict = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        log.warning("signal %d: stopping after this step (checkpoint first)", signum)
+        self.requested = True
+
+    def restore(self) -> None:
+        import signal
+
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _append_metrics(path: Path, step: int, elapsed: float, split: str, values: dict[str, float]) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as handle:
+        writer = csv.writer(handle)
+        if new:
+            writer.writerow(["step", "elapsed_s", "split", "name", "value"])
+        for name, value in values.items():
+            writer.writerow([step, f"{elapsed:.1f}", split, name, f"{value:.6g}"])
+
+
+def train(config: TrainConfig, data: str | Path, out: str | Path, resume: bool = False, init: str | Path | None = None,
+          device: str | None = None, options: TrainOptions | None = None) -> dict:
+    """Train until config.max_steps (or options.stop_after_s); returns a summary dict."""
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    options = options or TrainOptions()
+    data, out = Path(data), Path(out)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = pick_device(device, local_rank)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    dist_info = setup_distributed(dev)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    config.validate()
+    model_config = config.model_config()
+
+    torch.manual_seed(config.seed)
+    model = build_model(model_config)
+    if init:
+        source = load_checkpoint(init)
+        if source.config != model_config:
+            raise ConfigError(f"--init {init} was trained with another model config than preset {config.preset!r}")
+        model.kp_detector.load_state_dict(source.kp_detector.state_dict())
+        model.generator.load_state_dict(source.generator.state_dict())
+    vgg = VGG19Features.from_file(config.vgg19_weights) if config.vgg19_weights else None
+    if vgg is None and config.loss.l1 == 0 and config.loss.ssim == 0 and config.loss.gradient == 0:
+        log.warning("no --vgg19-weights: the perceptual loss is off, using pyramid L1 + SSIM + gradients instead")
+        config = config.replace(loss=dataclasses.replace(config.loss, l1=10.0, ssim=5.0, gradient=5.0))
+    tm = TrainingModel(model.kp_detector, model.generator, config, vgg).to(dev)
+    tm.train()
+    if vgg is not None:
+        vgg.eval()
+
+    optimizer = torch.optim.Adam(
+        [p for n, p in tm.named_parameters() if not n.startswith("reconstruction.")], lr=config.lr, betas=config.betas
+    )
+    milestones = sorted({max(1, int(f * config.max_steps)) for f in config.lr_milestones})
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=config.lr_gamma)
+    start_step, best = 0, {}
+    last_path = out / "checkpoints" / "last.pt"
+    if resume and last_path.is_file():
+        state = load_training_state(last_path)
+        tm.kp_detector.load_state_dict(state["kp_detector"])
+        tm.generator.load_state_dict(state["generator"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        for group in optimizer.param_groups:  # a resumed run may change lr/betas in its config
+            group["betas"] = config.betas
+        start_step, best = int(state["step"]), json.loads(state["best"])
+        if best.get("image_size") != config.image_size:
+            best = {}  # a new training resolution: scores are not comparable, pick the best afresh
+        log.info("resumed from %s at step %d", last_path, start_step)
+    elif resume:
+        log.info("no checkpoint at %s: starting from scratch", last_path)
+
+    if dist_info.world_size > 1 and dev.type == "cuda":
+        tm = nn.SyncBatchNorm.convert_sync_batchnorm(tm)
+    net: nn.Module = tm
+    if dist_info.world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        find_unused = config.teacher.enabled and start_step < config.teacher.warmup_steps
+        net = DistributedDataParallel(
+            tm, device_ids=[dev.index] if dev.type == "cuda" else None, find_unused_parameters=find_unused
+        )
+
+    dataset = PairDataset(data, "train", config.image_size, config.seed, True, config.flip_probability,
+                          config.color_jitter, config.max_frame_distance)
+    if config.teacher.enabled and not dataset.has_landmarks:
+        log.warning("no landmarks in %s: teacher terms are zero (run `reenact prepare-data` to cache them)", data)
+    sampler = StepSampler(start_step, config.batch_size, dist_info.rank, dist_info.world_size)
+    loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, num_workers=config.num_workers,
+                        pin_memory=dev.type == "cuda", persistent_workers=config.num_workers > 0)
+    val_loader = None
+    if dist_info.main and config.val_every and (data / "test").is_dir():
+        val_set = PairDataset(data, "test", config.image_size, config.seed + 7919, False, length=config.val_pairs)
+        val_loader = DataLoader(val_set, batch_size=config.batch_size, shuffle=False)
+
+    if dist_info.main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_train_config(config, out / "config.yaml")
+    metrics_path = out / "metrics.csv"
+    amp = config.amp and dev.type == "cuda"
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else nullcontext
+    started = time.monotonic()
+    last_save = started
+    running: dict[str, float] = {}
+    running_n = 0
+    step = start_step
+    bar = tqdm(total=config.max_steps, initial=start_step, desc="train", unit="it", disable=not dist_info.main)
+    batches = iter(loader)
+    eval_ok = bool(options.eval_every)  # turns False if dlib evaluation is unavailable
+    interrupted = _StopOnSignal()
+
+    def checkpoint(step_done: int) -> None:
+        if dist_info.main:
+            save_training_state(last_path, _state(tm, optimizer, scheduler, step_done, best, config))
+
+    while step < config.max_steps:
+        batch = {k: v.to(dev, non_blocking=True) for k, v in next(batches).items()}
+        with autocast():
+            losses, extras = net(batch, step, dist_info.rank)
+        total = sum(losses.values())
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        if not math.isfinite(total.item()):
+            raise ConfigError(f"loss became {total.item()} at step {step}; lower the learning rate or check the data")
+        for k, v in losses.items():
+            running[k] = running.get(k, 0.0) + float(v.detach())
+        running["total"] = running.get("total", 0.0) + float(total.detach())
+        running_n += 1
+        if dist_info.main:
+            bar.update(1)
+            if step % config.log_every == 0 or step == config.max_steps:
+                means = {k: v / running_n for k, v in running.items()}
+                means["lr"] = optimizer.param_groups[0]["lr"]
+                means["s_per_it"] = (time.monotonic() - started) / max(1, step - start_step)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in means.items() if k in ("total", "teacher_motion", "l1")})
+                _append_metrics(metrics_path, step, time.monotonic() - started, "train", means)
+                running, running_n = {}, 0
+            if config.sample_every and (step % config.sample_every == 0 or step == 1) and "generated" in extras:
+                from training.grid import make_grid, save_grid
+
+                grid = make_grid(batch, extras["kp_source"], extras["kp_driving"], extras["generated"])
+                save_grid(out / "samples" / f"step{step:07d}.png", grid)
+            warm = config.teacher.enabled and step <= config.teacher.warmup_steps
+            if val_loader is not None and not warm and (step % config.val_every == 0 or step == config.max_steps):
+                values = validation_loss(tm, val_loader, dev)
+                evaluated = None
+                if eval_ok and (step % options.eval_every == 0 or step == config.max_steps):
+                    evaluated = dlib_evaluation(tm, model_config, data, options.eval_clips, options.eval_frames,
+                                                config.image_size)
+                    eval_ok = evaluated is not None
+                    values.update(evaluated or {})
+                _append_metrics(metrics_path, step, time.monotonic() - started, "val", values)
+                log.info("step %d: %s", step, ", ".join(f"{k} {v:.4g}" for k, v in values.items()))
+                # Best by dlib AKD when evaluation runs (val-loss-only rounds then don't compete), else by val L1.
+                key = "eval_akd" if eval_ok else "val_l1"
+                score = values.get(key, float("nan"))
+                if math.isfinite(score) and (best.get("key") != key or score < best.get("score", float("inf"))):
+                    best = {"key": key, "score": score, "step": step, "image_size": config.image_size, **values}
+                    meta = {"step": str(step), "selected_by": key, "score": f"{score:.6g}", "preset": config.preset,
+                            "train_image_size": str(config.image_size), "teacher": str(config.teacher.enabled)}
+                    path = export_model(tm, model_config, out / "best.safetensors", meta)
+                    (out / "best.json").write_text(json.dumps(best, indent=1))
+                    if options.publish:
+                        Path(options.publish).parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copyfile(path, options.publish)
+                        log.info("published %s -> %s", path, options.publish)
+        now = time.monotonic()
+        due = config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0
+        due = due or (config.checkpoint_every_s and now - last_save >= config.checkpoint_every_s)
+        stop = bool(options.stop_after_s and now - started >= options.stop_after_s)
+        stop = stop or bool(options.stop_at_step and step >= options.stop_at_step) or interrupted.requested
+        if dist_info.world_size > 1:  # every rank must agree on saving/stopping: rank 0 decides
+            import torch.distributed as dist
+
+            flags = torch.tensor([int(bool(due)), int(stop)], device=dev)
+            dist.broadcast(flags, src=0)
+            due, stop = bool(flags[0]), bool(flags[1])
+        if due or stop:
+            checkpoint(step)
+            last_save = now
+        if stop:
+            break
+    bar.close()
+    interrupted.restore()
+    sync_buffers(tm, dist_info)
+    checkpoint(step)
+    summary = {"steps": step, "seconds": round(time.monotonic() - started, 1), "run": str(out), "best": best}
+    if dist_info.main:
+        export_model(tm, model_config, out / "final.safetensors",
+                     {"step": str(step), "preset": config.preset, "teacher": str(config.teacher.enabled)})
+        (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    summary["state"] = {k: v.detach().cpu().clone() for k, v in tm.state_dict().items()}
+    return summary
