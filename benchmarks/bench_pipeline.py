@@ -175,11 +175,11 @@ def bench_pipeline(engine, avatar_path: Path, n: int, realtime: bool) -> dict:
     from reenact_app.capture import VideoFileSource
     from reenact_app.pipeline import LivePipeline, PipelineConfig
     from reenact_app.sinks import FakeVirtualCameraBackend, VirtualCamera, VirtualCameraConfig
-    from reenact_app.video_io import read_image
+    from reenact_app.images import load_avatar_image
 
     src = VideoFileSource(SHARED / STILL[0], realtime=realtime, loop=True)
     vcam = VirtualCamera(VirtualCameraConfig(1280, 720, 25, backend="reenact-fake"))
-    pipe = LivePipeline(src, engine, read_image(avatar_path), PipelineConfig(max_frames=n + 5), sinks=[vcam])
+    pipe = LivePipeline(src, engine, load_avatar_image(avatar_path), PipelineConfig(max_frames=n + 5), sinks=[vcam])
     pipe.start()
     pipe.wait(frames=5, timeout=120)
     pipe.stats.reset()  # drop warm-up

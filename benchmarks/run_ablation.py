@@ -36,7 +36,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs" / "ablation"
 # Order = priority: the two that matter most (and their second seeds) first.
-RUNS = ["fomm", "paper", "fomm-seed1", "paper-seed1", "fomm-cbam", "fomm-paperatt", "fomm-cbam-msocc"]
+RUNS = ["fomm", "paper", "fomm-seed1", "paper-seed1", "fomm-cbam", "fomm-paperatt", "fomm-cbam-msocc",
+        "fomm-seed2", "paper-seed2"]  # the seed-2 pair is extra (a third point for seed noise)
 LABELS = {
     "fomm": "FOMM",
     "fomm-cbam": "FOMM + CBAM",
@@ -45,6 +46,8 @@ LABELS = {
     "paper": "full paper model (paper attention + multi-scale occlusion)",
     "fomm-seed1": "FOMM, seed 1",
     "paper-seed1": "full paper model, seed 1",
+    "fomm-seed2": "FOMM, seed 2",
+    "paper-seed2": "full paper model, seed 2",
 }
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -123,7 +126,25 @@ def job(name: str, args: argparse.Namespace, evalset: Path, log) -> dict:
         "eval_wall_s": float((run_dir / "eval_seconds.txt").read_text()) if (run_dir / "eval_seconds.txt").exists() else None,
         "model": report["overall"]["model"], "static_baseline": report["overall"]["static_baseline"],
         "clips": {c["clip"]: c["model"] for c in report["clips"]},
+        "trainer_validation": _last_val(run_dir),
     }
+
+
+def _last_val(run_dir: Path) -> dict[str, float]:
+    """The trainer's own held-out check at the last step: val_l1 and val_motion (teacher landmarks; 32 pairs)."""
+    import csv
+
+    values: dict[str, float] = {}
+    try:
+        with open(run_dir / "metrics.csv") as handle:
+            rows = [r for r in csv.DictReader(handle) if r["split"] == "val"]
+    except OSError:
+        return values
+    if rows:
+        last = max(int(r["step"]) for r in rows)
+        values = {r["name"]: float(r["value"]) for r in rows if int(r["step"]) == last}
+        values["step"] = last
+    return values
 
 
 def _train_seconds(run_dir: Path) -> float:
@@ -199,20 +220,26 @@ def markdown(path: Path) -> str:
     """The docs/results.md table from benchmarks/results/ablation.json: `python benchmarks/run_ablation.py --table`."""
     data = json.loads(path.read_text())
     runs = {r["run"]: r for r in data["runs"]}
-    lines = ["| run | L1 | AKD (px@256) | AED | MKR | train wall (min) | eval wall (min) |", "|---|---|---|---|---|---|---|"]
+    lines = ["| run | L1 | AKD (px@256) | AED | MKR | val motion err | train wall (min) | eval wall (min) |",
+             "|---|---|---|---|---|---|---|---|"]
     for name in RUNS:
         if name not in runs:
             continue
         r, m = runs[name], runs[name]["model"]
         mkr = "n/a" if m["mkr"] is None else f"{m['mkr']:.3f}"
         ev = "" if r.get("eval_wall_s") is None else f"{r['eval_wall_s'] / 60:.1f}"
-        lines.append(f"| {r['label']} (`{name}`) | {m['l1']:.4f} | {m['akd']:.2f} | {m['aed']:.4f} | {mkr} | "
+        vm = r.get("trainer_validation", {}).get("val_motion")
+        vm = "" if vm is None else f"{vm:.4f}"
+        lines.append(f"| {r['label']} (`{name}`) | {m['l1']:.4f} | {m['akd']:.2f} | {m['aed']:.4f} | {mkr} | {vm} | "
                      f"{r['train_wall_s'] / 60:.1f} | {ev} |")
     s = next(iter(runs.values()))["static_baseline"]
     lines.append(f"| static baseline (output = source) | {s['l1']:.4f} | {s['akd']:.2f} | {s['aed']:.4f} | "
-                 f"{'n/a' if s['mkr'] is None else format(s['mkr'], '.3f')} | - | - |")
+                 f"{'n/a' if s['mkr'] is None else format(s['mkr'], '.3f')} | - | - | - |")
     out = ["\n".join(lines), ""]
-    for a, b in (("fomm", "fomm-seed1"), ("paper", "paper-seed1"), ("fomm", "paper"), ("fomm-seed1", "paper-seed1")):
+    pairs = [("fomm", "fomm-seed1"), ("fomm", "fomm-seed2"), ("paper", "paper-seed1"), ("paper", "paper-seed2"),
+             ("fomm", "paper"), ("fomm-seed1", "paper-seed1"), ("fomm-seed2", "paper-seed2"),
+             ("fomm", "fomm-cbam"), ("fomm", "fomm-paperatt"), ("fomm-cbam", "fomm-cbam-msocc")]
+    for a, b in pairs:
         if a in runs and b in runs:
             ma, mb = runs[a]["model"], runs[b]["model"]
             clips = sorted(set(runs[a]["clips"]) & set(runs[b]["clips"]))

@@ -339,6 +339,15 @@ class CameraSource(FrameSource):
         log.debug("%s thread exits", self.name)
 
 
+def _read_bgr(path: Path) -> np.ndarray | None:
+    """cv2.imread fails on non-ASCII paths on Windows; reading the bytes ourselves works everywhere."""
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except OSError:
+        return None
+    return cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+
+
 def _valid_frame(img) -> bool:
     return (
         isinstance(img, np.ndarray)
@@ -523,7 +532,7 @@ class ImageFolderSource(FrameSource):
             for path in self.files:
                 if self._stop.is_set():
                     return
-                bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+                bgr = _read_bgr(path)
                 if not _valid_frame(bgr):
                     log.warning("skipping unreadable image %s", path)
                     continue

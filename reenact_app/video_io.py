@@ -29,19 +29,6 @@ class VideoInfo:
     height: int
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """An image file as uint8 RGB HxWx3."""
-    import cv2
-
-    path = Path(path)
-    if not path.is_file():
-        raise MediaError(f"image not found: {path}")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise MediaError(f"can't decode image {path}: use a JPEG, PNG, BMP or WebP file")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
 def _open(path: str | Path):
     import cv2
 

@@ -71,8 +71,8 @@ def test_animate_absolute_torch_engine(tmp_path, clips_dir, avatar, checkpoint):
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"--avatar": "missing.jpg"}, "image not found"),
-        ({"--avatar": "__file__"}, "can't decode image"),
+        ({"--avatar": "missing.jpg"}, "not found"),
+        ({"--avatar": "__file__"}, "not a picture Reenact can read"),
         ({"--driving": "missing.mp4"}, "video not found"),
         ({"--driving": "__file__"}, "can't open video"),
         ({"-o": "no/such/folder/out.mp4"}, "does not exist"),

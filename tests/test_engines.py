@@ -145,6 +145,12 @@ def test_runtime_fallback_skips_unavailable_and_exhausts(model, fake_world):
     with pytest.raises(EngineError, match="no fallback engine is left"):
         engine.detect_keypoints(IMAGE)
     assert [name for name, _ in engine.failures] == ["fake torch-cuda", "fake torch-cpu"]
+    calls_before = [list(e.calls) for e in fake_world["built"]]
+    with pytest.raises(EngineError, match="no fallback engine is left") as again:
+        engine.detect_keypoints(IMAGE)  # fails fast: the closed engine is not called again
+    assert again.value is engine.exhausted
+    assert len(engine.failures) == 2
+    assert [e.calls for e in fake_world["built"]] == calls_before
 
 
 def test_no_runtime_fallback_option(model, fake_world):

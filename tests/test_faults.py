@@ -289,3 +289,27 @@ def test_engine_failing_while_encoding_a_new_avatar(clips_dir, avatar):
     assert any("illegal memory access" in m for m in pipe.stats.snapshot()["messages"])
     assert f1.state == "live" and f1.output.shape == avatar.image.shape  # still the old avatar, not a mix
     assert np.array_equal(pipe._avatar.crop, avatar.crop)
+
+
+@pytest.mark.gui
+def test_gui_painting_cannot_drain_none_in_a_day(qapp):
+    """Found by benchmarks/soak_gui.py: the preview's paintEvent lowers sys.getrefcount(None) by ~6 per
+    view per frame (476 with the 468 keypoints drawn) until None is deallocated and the process aborts."""
+    import sys
+
+    from reenact_app.gui.app import create_application
+    from reenact_app.gui.widgets.preview import ImageView
+    from reenact_app.gui.worker import to_qimage
+
+    create_application(offscreen=True)  # whatever protection the app installs at start-up
+    view = ImageView("x")
+    view.resize(400, 300)
+    view.show_box = view.show_keypoints = True
+    rgb = np.random.default_rng(0).integers(0, 255, (288, 360, 3), np.uint8)
+    view.set_image(to_qimage(rgb), (10, 20, 200, 220), np.random.default_rng(1).random((468, 2)) * 300, True)
+    view.grab()
+    before = sys.getrefcount(None)
+    for _ in range(20):
+        view.grab()
+    drain_per_paint = max(0.0, (before - sys.getrefcount(None)) / 20)
+    assert sys.getrefcount(None) > drain_per_paint * 2 * 30 * 86_400  # two views, 30 fps, a whole day

@@ -55,7 +55,6 @@ def test_wheel_contains_packages_assets_and_entry_points(wheel):
     assert "reenact = reenact_app.cli:main" in entry and "reenact-app = reenact_app.gui.main:main" in entry
 
 
-@pytest.mark.xfail(reason="pyproject.toml ships assets/ATTRIBUTION.md only once the lead adds it to data-files", strict=False)
 def test_wheel_ships_the_media_licences(wheel):
     assert f"{DATA}/ATTRIBUTION.md" in zipfile.ZipFile(wheel).namelist()
 

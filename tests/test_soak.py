@@ -68,3 +68,18 @@ def test_soak_2_minutes_real_engine_switching(tmp_path):
     assert crit["fps decline, first vs last window"].value < 0.5, report
     engines = {r["engine"] for r in result["rows"] if r["phase"] == "switch"}
     assert len(engines) == 2, engines  # both engines really took turns
+
+
+@pytest.mark.slow
+@pytest.mark.gui
+def test_gui_soak_1_minute(tmp_path, monkeypatch):
+    """The real main window (offscreen) for a minute, then avatar switching and calibration."""
+    from benchmarks.soak_gui import run_gui_soak
+
+    monkeypatch.setenv("REENACT_CONFIG_DIR", str(tmp_path / "config"))
+    result = run_gui_soak(minutes=1.0, interval=3.0, warmup_s=15.0, switch_cycles=6, csv_path=tmp_path / "g.csv",
+                          png_path=None)
+    crit = {c.name: c for c in result["criteria"]}
+    report = "\n".join(c.line() for c in result["criteria"])
+    for name in ("memory growth after warm-up (MB)", "switch cycles without crash"):
+        assert crit[name].ok, report

@@ -155,10 +155,11 @@ def run(args: argparse.Namespace) -> int:
     from reenact_app.engines.select import EngineOptions, create_engine
     from reenact_app.errors import ConfigError
     from reenact_app.session import AnimationSession, MotionSettings
-    from reenact_app.video_io import VideoWriter, check_writable, iter_frames, probe_video, read_image
+    from reenact_app.images import load_avatar_image
+    from reenact_app.video_io import VideoWriter, check_writable, iter_frames, probe_video
 
     check_writable(args.output)  # before any slow work
-    avatar = read_image(args.avatar)
+    avatar = load_avatar_image(args.avatar)
     info = probe_video(args.driving)
     model = load_checkpoint(args.checkpoint, args.config)
     size = model.config.image_size

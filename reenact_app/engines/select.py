@@ -223,6 +223,7 @@ class FallbackEngine(Engine):
         self.notice: str | None = None
         self.listeners: list[Callable[[str], None]] = []
         self.failures: list[tuple[str, str]] = []
+        self.exhausted: EngineError | None = None  # set once every engine has failed
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -265,9 +266,12 @@ class FallbackEngine(Engine):
                 except Exception:  # pragma: no cover - a broken listener must not stop inference
                     log.exception("fallback listener failed")
             return
-        raise EngineError(f"{failed} failed ({reason}) and no fallback engine is left") from exc
+        self.exhausted = EngineError(f"{failed} failed ({reason}) and no fallback engine is left")
+        raise self.exhausted from exc
 
     def _call(self, method: str, *args):
+        if self.exhausted is not None:  # don't re-call a closed engine (and log a traceback) every frame
+            raise self.exhausted
         while True:
             try:
                 return getattr(self.active, method)(*args)
@@ -299,6 +303,8 @@ class FallbackEngine(Engine):
         return self._call_animate(source, view, kp_driving)
 
     def _call_animate(self, source: SourceState, view: SourceState, kp_driving: Keypoints) -> np.ndarray:
+        if self.exhausted is not None:
+            raise self.exhausted
         while True:
             try:
                 return self.active.animate(view, kp_driving)
