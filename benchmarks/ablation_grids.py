@@ -6,8 +6,10 @@
 Rows: four test clips of RUNS/evalset (identity-disjoint split), source = the clip's frame 0, driving = a
 frame from the middle of the clip. Columns (training.grid.make_grid): source + keypoints, driving + keypoints,
 source warped by the dense motion, prediction, occlusion map(s) (three for multi-scale runs: 1x, 2x, 4x the
-dense-motion resolution, shown resized). Writes OUT/NAME.png per run (upscaled 2x, nearest) and copies the
-trainer's last training-batch grid as OUT/NAME-train.png.
+dense-motion resolution, shown resized). Writes OUT/NAME.png per seed-0 run (upscaled 2x, nearest) and copies the
+trainer's last training-batch grid of fomm and paper as OUT/NAME-train.png; OUT/comparison.png puts every run's prediction
+for the same pairs side by side (columns: source, driving, then the seed-0 runs in run_ablation.RUNS order:
+FOMM, paper, FOMM + CBAM, FOMM + paper attention, FOMM + CBAM + multi-scale occlusion).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ def main() -> int:
     from training.grid import make_grid
 
     args.out.mkdir(parents=True, exist_ok=True)
+    columns: list[np.ndarray] = []  # comparison.png: source, driving, then each run's prediction
     for name in RUNS:
         ckpt = args.runs / name / "final.safetensors"
         if not ckpt.exists():
@@ -66,12 +69,25 @@ def main() -> int:
             kp_s, kp_d = model.kp_detector(batch["source"]), model.kp_detector(batch["driving"])
             generated = model.generator(batch["source"], kp_driving=kp_d, kp_source=kp_s)
         grid = make_grid(batch, kp_s, kp_d, generated)
+        size = model.config.image_size
+        if not columns:
+            columns += [grid[:, :size], grid[:, size:2 * size]]
+        if "-seed" not in name:  # the five variants at seed 0
+            columns.append(grid[:, 3 * size:4 * size])
         grid = np.kron(grid, np.ones((2, 2, 1), dtype=np.uint8)) if grid.shape[0] < 512 else grid
+        if "-seed" in name:  # docs keep the five seed-0 variants only
+            continue
         cv2.imwrite(str(args.out / f"{name}.png"), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9])
         samples = sorted((args.runs / name / "samples").glob("step*.png"))
-        if samples:
+        if samples and name in ("fomm", "paper"):
             shutil.copyfile(samples[-1], args.out / f"{name}-train.png")
         print(f"{name}: {args.out / (name + '.png')}")
+    if columns:
+        comparison = np.kron(np.concatenate(columns, axis=1), np.ones((2, 2, 1), dtype=np.uint8))
+        cv2.imwrite(str(args.out / "comparison.png"), cv2.cvtColor(comparison, cv2.COLOR_RGB2BGR),
+                    [cv2.IMWRITE_PNG_COMPRESSION, 9])
+        print(f"comparison: {args.out / 'comparison.png'} (columns: source, driving, " + ", ".join(
+            n for n in RUNS if "-seed" not in n and (args.runs / n / "final.safetensors").exists()) + ")")
     return 0
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, get_args, get_type_hints
 
 from models.errors import ConfigError
 
@@ -65,14 +65,13 @@ class ModelConfig:
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
 
     def __post_init__(self) -> None:
+        _check_bounds(self)
         if self.dense_motion.attention not in ATTENTION_KINDS:
             raise ConfigError(
                 f"dense_motion.attention must be one of {ATTENTION_KINDS}, got {self.dense_motion.attention!r}"
             )
         if self.dense_motion.multiscale_occlusion and self.generator.num_down_blocks != 2:
             raise ConfigError("multiscale_occlusion needs generator.num_down_blocks == 2 (maps at 1x, 2x, 4x)")
-        if self.num_kp < 3:
-            raise ConfigError("num_kp must be at least 3")
 
     @property
     def is_paper_variant(self) -> bool:
@@ -84,13 +83,49 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
         """Strict conversion: unknown keys and wrong types are errors, missing keys take defaults."""
-        return _from_dict(cls, data, "model")
+        return dataclass_from_dict(cls, data, "model")
 
     def replace(self, **changes: Any) -> "ModelConfig":
         return dataclasses.replace(self, **changes)
 
 
-def _from_dict(cls: type, data: Any, where: str) -> Any:
+# Sane ranges for every size: a config read from a file (a checkpoint's metadata, a YAML) must not be
+# able to ask for terabytes or loop for hours (num_kp = 10**12 once hung the loader building a list).
+_INT_BOUNDS = {
+    "num_kp": (3, 256), "num_channels": (1, 4), "image_size": (32, 4096),
+    "block_expansion": (1, 4096), "max_features": (1, 16384), "num_blocks": (1, 8),
+    "num_down_blocks": (1, 5), "num_bottleneck_blocks": (0, 32), "attention_reduction": (1, 1024),
+    "pad": (0, 3), "final_kernel_size": (1, 15),
+}
+
+
+def _check_bounds(config: "ModelConfig") -> None:
+    parts = {"": config, "kp_detector.": config.kp_detector, "dense_motion.": config.dense_motion,
+             "generator.": config.generator}
+    for prefix, part in parts.items():
+        for f in fields(part):
+            value = getattr(part, f.name)
+            if f.name in _INT_BOUNDS:
+                low, high = _INT_BOUNDS[f.name]
+                if not low <= value <= high:
+                    raise ConfigError(f"{prefix}{f.name} = {value} is outside the sane range [{low}, {high}]")
+    for prefix, part in (("kp_detector.", config.kp_detector), ("dense_motion.", config.dense_motion)):
+        if not (0.0 < part.scale_factor <= 1.0) or (part.scale_factor != 1 and round(1 / part.scale_factor) > 64):
+            raise ConfigError(f"{prefix}scale_factor = {part.scale_factor} must be in (1/64, 1]")
+    kp = config.kp_detector
+    if not (0.0 < kp.temperature < 1e3) or not (0.0 < config.dense_motion.kp_variance < 1e3):
+        raise ConfigError("kp_detector.temperature and dense_motion.kp_variance must be positive and finite")
+    if not (0.0 < config.dense_motion.attention_sigma < 1e3):
+        raise ConfigError("dense_motion.attention_sigma must be positive and finite")
+    if not all(1 <= c <= 4096 for c in config.dense_motion.occlusion_channels):
+        raise ConfigError("dense_motion.occlusion_channels must be in [1, 4096]")
+    if config.generator.final_kernel_size % 2 == 0:
+        raise ConfigError("generator.final_kernel_size must be odd")
+
+
+def dataclass_from_dict(cls: type, data: Any, where: str) -> Any:
+    """Strict dict -> (nested) dataclass: unknown keys and wrong types are ConfigErrors naming the key;
+    missing keys keep their defaults. Shared by the model and training configs."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
     hints = get_type_hints(cls)
@@ -102,7 +137,7 @@ def _from_dict(cls: type, data: Any, where: str) -> Any:
     for name, value in data.items():
         hint = hints[name]
         if is_dataclass(hint):
-            values[name] = _from_dict(hint, value, f"{where}.{name}")
+            values[name] = dataclass_from_dict(hint, value, f"{where}.{name}")
         else:
             values[name] = _coerce(value, hint, f"{where}.{name}")
     try:
@@ -112,7 +147,11 @@ def _from_dict(cls: type, data: Any, where: str) -> Any:
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
-    if hint is bool:
+    if getattr(hint, "__origin__", None) is tuple:
+        args = [a for a in get_args(hint) if a is not Ellipsis]
+        if isinstance(value, (list, tuple)) and (len(args) == 1 or len(args) == len(value)):
+            return tuple(_coerce(v, args[0] if len(args) == 1 else args[i], where) for i, v in enumerate(value))
+    elif hint is bool:
         if isinstance(value, bool):
             return value
     elif hint is int:
@@ -124,9 +163,9 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     elif hint is str:
         if isinstance(value, str):
             return value
-    elif getattr(hint, "__origin__", None) is tuple:
-        if isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            return tuple(value)
+    elif hint is dict:
+        if isinstance(value, dict):
+            return value
     else:  # pragma: no cover
         return value
     raise ConfigError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r}")

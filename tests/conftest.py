@@ -9,6 +9,15 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+try:  # CI runs the property tests on a fixed sequence of examples so a red run is reproducible
+    from hypothesis import settings as _hypothesis_settings
+
+    _hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+    if os.environ.get("CI"):
+        _hypothesis_settings.load_profile("ci")
+except ImportError:  # pragma: no cover
+    pass
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("REENACT_SHARED", REPO.parent / "shared"))
 

@@ -8,7 +8,6 @@ disk full on the sink itself (test_sinks.py), FallbackEngine switching order (te
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 

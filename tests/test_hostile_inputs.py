@@ -312,11 +312,15 @@ def test_checkpoint_huge_config_and_deeply_nested_metadata(tmp_path, good_checkp
     config["generator"]["max_features"] = config["generator"]["block_expansion"] = 200_000  # 1.4 TB of weights
     path = tmp_path / "huge.safetensors"
     path.write_bytes(_with_config(good_checkpoint, json.dumps(config)))
-    with pytest.raises(CheckpointError, match="does not fit"):
+    with pytest.raises(CheckpointError, match="outside the sane range"):
         load_checkpoint(path)
     config["generator"]["max_features"] = config["generator"]["block_expansion"] = -4
     path.write_bytes(_with_config(good_checkpoint, json.dumps(config)))
-    with pytest.raises(CheckpointError, match="can't be built"):
+    with pytest.raises(CheckpointError, match="outside the sane range"):
+        load_checkpoint(path)
+    config["generator"]["max_features"] = config["generator"]["block_expansion"] = 4096  # in range, wrong shapes
+    path.write_bytes(_with_config(good_checkpoint, json.dumps(config)))
+    with pytest.raises(CheckpointError, match="does not fit"):
         load_checkpoint(path)
     path.write_bytes(_with_config(good_checkpoint, "[" * 100_000))
     with pytest.raises(CheckpointError, match="unreadable"):

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.prepare import PrepareOptions, SourceInfo, assign_splits, describe_source, prepare_data
+from training.prepare import PrepareOptions, assign_splits, describe_source, prepare_data
 
 CLIPS = [
     "ali-vilab+dreamtalk/data/style_clip/video/M030_front_happy_level3_001.mp4",  # MEAD speaker M030

@@ -12,9 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from typing import get_args, get_type_hints
-
-from models.config import ModelConfig, preset
+from models.config import ModelConfig, dataclass_from_dict, preset
 from models.errors import ConfigError
 
 
@@ -90,7 +88,7 @@ class TrainConfig:
         overrides = data.pop("model_overrides", {}) or {}
         if not isinstance(overrides, dict):
             raise ConfigError("train.model_overrides must be a mapping of model config keys")
-        config = _from_dict(cls, {k: v for k, v in data.items()}, "train") if data else cls()
+        config = dataclass_from_dict(cls, data, "train") if data else cls()
         config = dataclasses.replace(config, model_overrides=overrides)
         config.validate()
         return config
@@ -110,43 +108,6 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
-
-
-def _from_dict(cls: type, data: Any, where: str) -> Any:
-    """Strict: unknown keys and wrong types are errors naming the key; missing keys keep defaults."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
-    hints = get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; known keys: {sorted(known)}")
-    values = {}
-    for name, value in data.items():
-        hint = hints[name]
-        values[name] = (
-            _from_dict(hint, value, f"{where}.{name}") if dataclasses.is_dataclass(hint) else _coerce(value, hint, f"{where}.{name}")
-        )
-    return cls(**values)
-
-
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    origin = getattr(hint, "__origin__", None)
-    if origin is tuple:
-        args = [a for a in get_args(hint) if a is not Ellipsis]
-        if isinstance(value, (list, tuple)):
-            return tuple(_coerce(v, args[0] if len(args) == 1 else args[i], where) for i, v in enumerate(value))
-    elif hint is bool and isinstance(value, bool):
-        return value
-    elif hint is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    elif hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    elif hint is str and isinstance(value, str):
-        return value
-    elif hint is dict and isinstance(value, dict):
-        return value
-    raise ConfigError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
 
 
 def _deep_merge(base: dict, extra: dict) -> dict:
