@@ -32,6 +32,21 @@ def _require_shared() -> Path:
     return SHARED
 
 
+def bgr_frames(path, n=10) -> list:
+    """The first n frames of a real video, BGR as OpenCV reads them (shared by capture/pipeline tests)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    out = []
+    while len(out) < n:
+        ok, f = cap.read()
+        if not ok:
+            break
+        out.append(f)
+    cap.release()
+    return out
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     return _require_shared()

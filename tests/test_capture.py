@@ -18,20 +18,11 @@ from reenact_app.capture import (
     open_source,
 )
 from reenact_app.errors import MediaError
+from tests.conftest import bgr_frames
 
 CLIP = "rizkiarm+LipNet/evaluation/samples/GRID/bbaf2n.mpg"  # 75 frames, 25 fps, 360x288
 
 
-def bgr_frames(path, n=10) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    out = []
-    while len(out) < n:
-        ok, f = cap.read()
-        if not ok:
-            break
-        out.append(f)
-    cap.release()
-    return out
 
 
 def test_video_file_every_frame_when_not_realtime(clips_dir):

@@ -16,6 +16,7 @@ from reenact_app.pipeline import STAGES, LivePipeline, PipelineConfig
 from reenact_app.session import MotionSettings, _inverse_2x2
 from reenact_app.sinks import FakeVirtualCameraBackend, Recorder, RecorderConfig, VirtualCamera, VirtualCameraConfig
 from reenact_app.tracking import prepare_avatar
+from tests.conftest import bgr_frames
 
 CLIP = "rizkiarm+LipNet/evaluation/samples/GRID/bbaf2n.mpg"
 MOVING = "tanshuai0219+EDTalk/test_data/pose_source1.mp4"
@@ -26,16 +27,6 @@ def rgb(path) -> np.ndarray:
     return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
 
 
-def bgr_frames(path, n) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    out = []
-    while len(out) < n:
-        ok, f = cap.read()
-        if not ok:
-            break
-        out.append(f)
-    cap.release()
-    return out
 
 
 @pytest.fixture(scope="module")
