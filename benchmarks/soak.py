@@ -335,7 +335,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     result = run_soak(args.minutes, args.interval, args.warmup, args.switch_cycles, args.csv, args.png, args.clip)
-    print(f"\nsoak ran {result['seconds'] / 60:.1f} min, {len(result['rows'])} samples -> {args.csv}, {args.png}")
+    return report(result, "soak", f"{args.csv}, {args.png}")
+
+
+def report(result: dict, label: str, where: str) -> int:
+    """Print the pass criteria of a soak run; exit status 0 when all passed (shared with soak_gui.py)."""
+    print(f"\n{label} ran {result['seconds'] / 60:.1f} min, {len(result['rows'])} samples -> {where}")
     for c in result["criteria"]:
         print(c.line())
     print("PASSED" if result["passed"] else "FAILED")

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.soak import CLIP, FIELDS, _cpu, judge_steady, judge_switch, load1, open_fds, plot, rss_mb  # noqa: E402
+from benchmarks.soak import CLIP, FIELDS, _cpu, judge_steady, judge_switch, load1, open_fds, plot, report, rss_mb  # noqa: E402
 
 log = logging.getLogger("soak-gui")
 
@@ -129,11 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     result = run_gui_soak(args.minutes, args.interval, args.warmup, args.switch_cycles, Path(args.csv), Path(args.png))
-    print(f"\nGUI soak ran {result['seconds'] / 60:.1f} min, {len(result['rows'])} samples -> {args.csv}")
-    for c in result["criteria"]:
-        print(c.line())
-    print("PASSED" if result["passed"] else "FAILED")
-    return 0 if result["passed"] else 1
+    return report(result, "GUI soak", args.csv)
 
 
 if __name__ == "__main__":

@@ -178,6 +178,15 @@ class FrameSource:
                     return None
                 self._cond.wait(remaining)
 
+    def _pace(self, realtime: bool, t0: float, media_time: float) -> bool:
+        """Hold the next frame until its media time (realtime) or until the last one was read (lockstep).
+        False when the source is being stopped meanwhile."""
+        if realtime:
+            wait = t0 + media_time - time.monotonic()
+            return not (wait > 0 and self._stop.wait(wait))
+        self._wait_consumed()
+        return not self._stop.is_set()
+
     def _wait_consumed(self) -> None:
         """Lockstep mode: block the producer until the last frame was read (or stop)."""
         with self._cond:
@@ -485,14 +494,8 @@ class VideoFileSource(FrameSource):
                     if not ok or not _valid_frame(bgr):
                         break
                     media_time = offset + n * period
-                    if self.realtime:
-                        wait = t0 + media_time - time.monotonic()
-                        if wait > 0 and self._stop.wait(wait):
-                            return
-                    else:
-                        self._wait_consumed()
-                        if self._stop.is_set():
-                            return
+                    if not self._pace(self.realtime, t0, media_time):
+                        return
                     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if bgr.ndim == 3 else cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB)
                     self._publish(rgb, media_time)
                     n += 1
@@ -538,12 +541,8 @@ class ImageFolderSource(FrameSource):
                     continue
                 good += 1
                 media_time = k * period
-                if self.realtime:
-                    wait = t0 + media_time - time.monotonic()
-                    if wait > 0 and self._stop.wait(wait):
-                        return
-                else:
-                    self._wait_consumed()
+                if not self._pace(self.realtime, t0, media_time):
+                    return
                 self._publish(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), media_time)
                 k += 1
             if not self.loop or good == 0:

@@ -14,7 +14,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from reenact_app.commands import add_model_arguments
+
 log = logging.getLogger(__name__)
+
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,11 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--avatar", required=True, help="avatar image (JPEG/PNG)")
     p.add_argument("--driving", required=True, help="driving video")
     p.add_argument("-o", "--output", required=True, help="output .mp4")
-    p.add_argument("--checkpoint", help="model checkpoint (.safetensors, or upstream .pth.tar with --config); "
-                   "default: the bundled weights")
-    p.add_argument("--config", help="upstream FOMM YAML or preset name (for .pth.tar checkpoints)")
-    p.add_argument("--engine", default="auto", help="auto|torch|onnxruntime|tensorrt (or a concrete "
-                   "candidate such as onnxruntime-int8); auto picks the fastest available")
+    add_model_arguments(p, engine=True)
     motion = p.add_mutually_exclusive_group()
     motion.add_argument("--relative", dest="relative", action="store_true", default=True,
                         help="transfer motion relative to the first driving frame (default)")

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 
+from reenact_app.commands import add_model_arguments
+
 log = logging.getLogger(__name__)
+
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,8 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "checked with onnx.checker and against PyTorch on real frames (max |diff| <= 1e-3). "
         "TensorRT: fp16 engines cached per model, GPU and versions (needs torch-tensorrt and a GPU).",
     )
-    p.add_argument("--checkpoint", help="model checkpoint; default: the bundled weights")
-    p.add_argument("--config", help="upstream FOMM YAML or preset name (for .pth.tar checkpoints)")
+    add_model_arguments(p)
     p.add_argument("--format", choices=("onnx", "tensorrt"), default="onnx")
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript",

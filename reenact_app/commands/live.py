@@ -8,6 +8,8 @@ import logging
 import signal
 import time
 
+from reenact_app.commands import add_model_arguments
+
 log = logging.getLogger(__name__)
 
 
@@ -21,6 +23,7 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "live",
@@ -30,9 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--driving", required=True, help="camera index (0, 1...), a video file or an image folder")
     p.add_argument("--avatar", required=True, help="avatar picture (JPEG/PNG)")
-    p.add_argument("--checkpoint", help="model checkpoint (.safetensors or upstream .pth.tar); default: bundled")
-    p.add_argument("--config", help="upstream FOMM YAML or preset name, for .pth.tar checkpoints")
-    p.add_argument("--engine", default="auto", help="auto, tensorrt, onnxruntime, torch (default auto)")
+    add_model_arguments(p, engine=True)
     p.add_argument("--virtual-camera", action="store_true", help="send the output to a virtual camera")
     p.add_argument("--vcam-size", type=_size, default=(1280, 720), help="virtual camera size (default 1280x720)")
     p.add_argument("--vcam-device", help="virtual camera device, e.g. /dev/video10")
