@@ -136,6 +136,7 @@ class ExportResult:
     jacobian: bool
     image_size: int
     parity: dict[str, float] = field(default_factory=dict)
+    int8_calibration: str = ""  # what animate_int8 was calibrated on ("" in exports older than this field)
 
     def path(self, part: str) -> Path:
         return Path(self.directory) / self.files[part]

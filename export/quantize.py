@@ -70,19 +70,21 @@ QUANTIZED_PARTS = ("animate",)
 def quantize_export(folder: str | Path, frames: list[np.ndarray] | None = None) -> dict[str, str]:
     """Add animate_int8.onnx to an export folder and its manifest.
 
-    frames: uint8 RGB crops at model size (the first is used as the avatar). Without frames, smooth
-    random images are used, which calibrates worse; pass real frames whenever you can.
+    frames: uint8 RGB crops at model size (the first is used as the avatar). Without frames, frames of the
+    bundled driving clip are used (synthetic images only if it is missing, which calibrates worse).
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     folder = Path(folder)
     manifest = read_manifest(folder)
+    calibration = f"{len(frames)} given frames" if frames else ""
     if not frames:
-        log.warning("no calibration frames given: calibrating int8 on synthetic images")
-        rng = np.random.default_rng(0)
-        size = manifest.image_size
-        frames = [(rng.random((size, size, 3)) * 255).astype(np.uint8) for _ in range(8)]
+        from export.frames import bundled_driving_clip, sample_frames
+
+        clip = bundled_driving_clip()
+        frames = sample_frames(clip, 8, manifest.image_size, offset=1)
+        calibration = f"{len(frames)} frames of {clip.name}" if clip else "synthetic images"
     feeds = calibration_feeds(folder, frames, manifest.jacobian)
     added = {}
     for part in QUANTIZED_PARTS:
@@ -105,5 +107,6 @@ def quantize_export(folder: str | Path, frames: list[np.ndarray] | None = None) 
     manifest.files.update(added)
     data = json.loads((folder / MANIFEST).read_text())
     data["files"] = manifest.files
+    data["int8_calibration"] = calibration
     (folder / MANIFEST).write_text(json.dumps(data, indent=2))
     return added

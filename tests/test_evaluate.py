@@ -143,12 +143,13 @@ def test_cli_writes_a_well_formed_report_for_a_real_checkpoint(tiny_data: Path, 
     command.register(parser.add_subparsers())
     out = tmp_path / "reports" / "eval.json"
     args = parser.parse_args(["evaluate", "--checkpoint", str(checkpoint), "--data", str(tiny_data),
-                              "--json", str(out), "--max-frames", "2", "--clips", "1"])
+                              "--json", str(out), "--max-frames", "2", "--clips", "1", "--spread", "--threads", "1"])
     assert args.func(args) == 0
 
     report = json.loads(out.read_text())
     assert report["protocol"] == "fomm-reconstruction"
     assert report["checkpoint"] == str(checkpoint) and report["image_size"] == 256
+    assert report["frames_per_clip"] == {"max": 2, "sampling": "spread"}
     assert len(report["clips"]) == 1 and report["clips"][0]["frames"] == 2
     for part in ("model", "static_baseline"):
         values = report["overall"][part]
@@ -186,3 +187,27 @@ def test_clip_selection_spreads_over_the_split(tmp_path: Path) -> None:
     clips = find_clips(tmp_path)
     assert [c.clip_id for c in select_clips(clips, 3)] == ["a", "d", "g"]
     assert select_clips(clips, None) == clips
+
+
+def test_spread_sampling_and_the_reference_cache(tiny_data: Path) -> None:
+    """--spread takes frames over the whole clip (frame 0 first); the cache changes no number."""
+    from training.evaluate import ReferenceCache, find_clips, spread_indices
+
+    assert spread_indices(100, 4) == [0, 33, 66, 99]
+    assert spread_indices(3, 8) == [0, 1, 2] and spread_indices(0, 4) == []
+    video = next(c for c in find_clips(tiny_data) if c.clip_id == "lia_driving2")
+    first, spread = video.read_frames(64, 3), video.read_frames(64, 3, spread=True)
+    assert np.array_equal(first[0], spread[0])  # the protocol's source is frame 0 either way
+    assert not np.array_equal(first[2], spread[2])  # the last pick comes from the clip's end
+
+    model = _IdentityModel()
+    cache = ReferenceCache()
+    plain = evaluate(model, tiny_data, max_frames=3, spread=True, progress=False)
+    cached = [evaluate(model, tiny_data, max_frames=3, spread=True, progress=False, cache=cache) for _ in range(2)]
+    assert len(cache.entries) == 2
+    for report in cached:
+        assert report.model == plain.model and report.baseline == plain.baseline
+    as_dict = plain.to_dict()
+    assert as_dict["frames_per_clip"] == {"max": 3, "sampling": "spread"}
+    se = as_dict["overall"]["model_clip_standard_error"]
+    assert set(se) == {"l1", "akd", "aed"} and all(math.isfinite(v) and v >= 0 for v in se.values())

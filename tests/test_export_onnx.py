@@ -87,6 +87,7 @@ def test_int8_quantization_runs_and_reports_parity(exported, real_frames, tmp_pa
     added = quantize_export(folder, real_frames[:4])
     assert set(added) == {"animate_int8"}
     assert "animate_int8" in read_manifest(folder).files
+    assert read_manifest(folder).int8_calibration == "4 given frames"
     report = check_parity(model, folder, real_frames[:4], tolerance=float("inf"), int8=True)
     assert np.isfinite(report.max_abs_prediction) and report.max_abs_prediction < 0.5
 
@@ -107,3 +108,14 @@ def test_fomm_vox256_parity(tmp_path, real_frames):
     result = export_onnx(model, tmp_path)
     report = check_parity(model, result.directory, real_frames[:4])
     assert report.ok, report.line()
+
+
+def test_calibration_and_parity_frames_are_real_and_disjoint() -> None:
+    from export.frames import bundled_driving_clip, sample_frames
+
+    assert bundled_driving_clip() is not None  # the runtime's int8 export calibrates on it
+    parity = sample_frames(None, 4, 64)
+    calibration = sample_frames(None, 4, 64, offset=1)
+    assert len(parity) == len(calibration) == 4 and parity[0].shape == (64, 64, 3) and parity[0].dtype == np.uint8
+    assert all(not np.array_equal(a, b) for a in parity for b in calibration)
+    assert parity[0].std() > 20  # a real frame, not a flat synthetic image

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.config import TeacherConfig, TrainConfig
+from training.config import GanConfig, TeacherConfig, TrainConfig
 from training.trainer import TrainOptions, TrainingModel, train
 
 
@@ -89,8 +89,13 @@ def test_overfits_a_fixed_batch(data_dir: Path) -> None:
     assert np.mean(history[-3:]) < 0.8 * np.mean(history[:3]), history
 
 
-def test_resume_continues_identically(data_dir: Path, tmp_path: Path) -> None:
-    config = tiny_config()
+TINY_GAN = GanConfig(enabled=True, block_expansion=8, max_features=32, num_blocks=3, scales=(1.0, 0.5),
+                     feature_matching=(10.0, 10.0, 10.0))
+
+
+@pytest.mark.parametrize("gan", [False, True], ids=["plain", "gan"])
+def test_resume_continues_identically(data_dir: Path, tmp_path: Path, gan: bool) -> None:
+    config = tiny_config(gan=TINY_GAN) if gan else tiny_config()
     straight = train(config, data_dir, tmp_path / "a", device="cpu")
     first = train(config, data_dir, tmp_path / "b", device="cpu", options=TrainOptions(stop_at_step=2))
     assert first["steps"] == 2
@@ -114,7 +119,8 @@ def _ddp_worker(rank: int, port: int, data_dir: str, out: str, result: str) -> N
                       MASTER_PORT=str(port))
     import torch.distributed as dist
 
-    summary = train(tiny_config(max_steps=3, val_every=0), Path(data_dir), Path(out), device="cpu")
+    # GAN on: the discriminator is a second DDP module whose replicas must stay identical too.
+    summary = train(tiny_config(max_steps=3, val_every=0, gan=TINY_GAN), Path(data_dir), Path(out), device="cpu")
     torch.save(summary["state"], result)
     dist.destroy_process_group()
 
@@ -134,6 +140,7 @@ def test_ddp_two_cpu_processes_end_identical(data_dir: Path, tmp_path: Path) -> 
         p.join(timeout=240)
         assert p.exitcode == 0
     states = [torch.load(tmp_path / f"r{r}.pt", weights_only=True) for r in range(2)]
+    assert any(key.startswith("discriminator.") for key in states[0])
     for key in states[0]:
         assert torch.equal(states[0][key], states[1][key]), key
     from models import build_model
@@ -157,3 +164,18 @@ def test_train_cli_and_config_errors(data_dir: Path, tmp_path: Path) -> None:
     assert main(["train", "--config", str(bad), "--data", str(data_dir), "--out", str(tmp_path / "x")]) == 1
     bad.write_text("preset: paper-rt\nbatchsize: 3\n")
     assert main(["train", "--config", str(bad), "--data", str(data_dir), "--out", str(tmp_path / "x")]) == 1
+
+
+def test_resume_follows_the_new_configs_learning_rate_schedule(data_dir: Path, tmp_path: Path) -> None:
+    """Finishing a long run with a lower lr = edit lr / lr_milestones and resume (not the checkpoint's)."""
+    import csv
+
+    run = tmp_path / "run"
+    train(tiny_config(max_steps=6, val_every=0), data_dir, run, device="cpu", options=TrainOptions(stop_at_step=3))
+    # resume with lr 1e-3 and a drop to 1e-4 at 4 of 6 steps: steps 4..6 log lr 1e-3 then 1e-4
+    train(tiny_config(max_steps=6, val_every=0, lr=1e-3, lr_milestones=(4 / 6,)), data_dir, run, resume=True,
+          device="cpu")
+    with open(run / "metrics.csv") as handle:
+        lrs = {int(r["step"]): float(r["value"]) for r in csv.DictReader(handle) if r["name"] == "lr"}
+    assert lrs[2] == pytest.approx(2e-4)
+    assert lrs[4] == pytest.approx(1e-4) and lrs[6] == pytest.approx(1e-4)

@@ -43,6 +43,20 @@ class TeacherConfig:
 
 
 @dataclass(frozen=True)
+class GanConfig:
+    """Optional adversarial terms (FOMM vox-adv): patch discriminator, LSGAN, feature matching. Off by default."""
+
+    enabled: bool = False
+    scales: tuple[float, ...] = (1.0,)  # image scales seen by one discriminator each
+    block_expansion: int = 32
+    num_blocks: int = 4
+    max_features: int = 512
+    spectral_norm: bool = True
+    adversarial_weight: float = 1.0  # LSGAN term of the generator (and scale of the discriminator loss)
+    feature_matching: tuple[float, ...] = (10.0, 10.0, 10.0, 10.0)  # L1 per discriminator block
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     preset: str = "paper-rt"
     model_overrides: dict = field(default_factory=dict)  # merged into the preset (models.config keys)
@@ -56,6 +70,7 @@ class TrainConfig:
     scales: tuple[float, ...] = (1.0, 0.5, 0.25, 0.125)
     loss: LossWeights = field(default_factory=LossWeights)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    gan: GanConfig = field(default_factory=GanConfig)
     tps_sigma_affine: float = 0.05
     tps_sigma_tps: float = 0.005
     tps_points: int = 5
@@ -103,6 +118,10 @@ class TrainConfig:
             )
         if any(not 0 <= i < 478 for i in self.teacher.landmark_indices):
             raise ConfigError("teacher.landmark_indices must be mediapipe mesh indices in 0..477")
+        gan = self.gan
+        if gan.enabled and (not 1 <= gan.num_blocks <= 8 or not gan.scales or any(not 0 < x <= 1 for x in gan.scales)
+                            or not 1 <= gan.block_expansion <= gan.max_features <= 4096):
+            raise ConfigError("gan: num_blocks must be 1..8, scales in (0, 1], 1 <= block_expansion <= max_features")
         if self.image_size < 32 or self.batch_size < 1 or self.max_steps < 1:
             raise ConfigError("image_size must be >= 32, batch_size and max_steps >= 1")
 

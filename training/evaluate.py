@@ -46,10 +46,37 @@ class ClipSource:
     clip_id: str
     path: Path
 
-    def read_frames(self, size: int, max_frames: int | None = None) -> list[np.ndarray]:
-        """RGB float32 HWC frames in [0,1], resized to size x size."""
-        raw = _read_folder(self.path, max_frames) if self.path.is_dir() else _read_video(self.path, max_frames)
+    def read_frames(self, size: int, max_frames: int | None = None, spread: bool = False) -> list[np.ndarray]:
+        """RGB float32 HWC frames in [0,1], resized to size x size.
+
+        max_frames takes the first N frames, or with spread=True N frames evenly spaced over the clip (frame 0
+        first, as the protocol's source): the first seconds of a clip hardly move, which flatters the static
+        baseline, so a spread subset is the closer approximation of the all-frames protocol.
+        """
+        if self.path.is_dir():
+            raw = _read_folder(self.path, None if spread else max_frames)
+        else:
+            raw = _read_video(self.path, None if spread else max_frames)
+        if spread and max_frames is not None:
+            raw = [raw[i] for i in spread_indices(len(raw), max_frames)]
         return [_prepare(frame, size) for frame in raw]
+
+
+def spread_indices(total: int, count: int) -> list[int]:
+    """`count` frame indices evenly spaced over 0..total-1, 0 first (fewer when the clip is shorter)."""
+    if total <= 0:
+        return []
+    count = min(count, total)
+    return sorted({round(i * (total - 1) / max(1, count - 1)) for i in range(count)})
+
+
+@dataclass
+class ReferenceCache:
+    """What does not depend on the model, kept across evaluations of the same clips (the trainer's periodic
+    evaluation): dlib's observation of every real frame and the static baseline's scores. Halves the cost of
+    each evaluation after the first."""
+
+    entries: dict[tuple, tuple[list[FaceObservation], list[FrameScore]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -81,6 +108,18 @@ class EvaluationReport:
     model_seconds: float
     metric_seconds: float
     skipped: list[str] = field(default_factory=list)
+    max_frames: int | None = None
+    spread: bool = False
+
+    def clip_standard_error(self) -> dict[str, float]:
+        """Standard error of the model's per-clip means (std / sqrt(clips)): how much a score could move with
+        another draw of clips, i.e. whether two checkpoints' difference is more than the choice of data."""
+        out = {}
+        for metric in ("l1", "akd", "aed"):
+            values = np.array([getattr(c.model, metric) for c in self.clips], dtype=np.float64)
+            values = values[np.isfinite(values)]
+            out[metric] = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         frames = self.model.frames
@@ -92,10 +131,12 @@ class EvaluationReport:
             "data": self.data_dir,
             "split": self.split,
             "image_size": self.image_size,
+            "frames_per_clip": {"max": self.max_frames, "sampling": "spread" if self.spread else "first"},
             "units": {"l1": "mean |error| in [0,1]", "akd": "pixels at 256x256", "aed": "L2 in embedding space",
                       "mkr": "fraction of real frames with a detected face whose generated frame has none"},
             "metric_models": METRIC_MODELS,
-            "overall": {"model": self.model.to_dict(), "static_baseline": self.baseline.to_dict()},
+            "overall": {"model": self.model.to_dict(), "static_baseline": self.baseline.to_dict(),
+                        "model_clip_standard_error": self.clip_standard_error()},
             "clips": [clip.to_dict() for clip in self.clips],
             "skipped_clips": self.skipped,
             "timing": {
@@ -158,6 +199,8 @@ def evaluate(
     device: str | None = None,
     image_size: int | None = None,
     progress: bool = True,
+    spread: bool = False,
+    cache: ReferenceCache | None = None,
 ) -> EvaluationReport:
     """Run the reconstruction protocol; see the module docstring."""
     from tqdm import tqdm
@@ -177,7 +220,7 @@ def evaluate(
     bar = tqdm(total=len(clips), desc="evaluate", unit="clip", disable=not progress)
     with _eval_mode(model):
         for clip in clips:
-            frames = clip.read_frames(size, max_frames)
+            frames = clip.read_frames(size, max_frames, spread)
             if not frames:
                 log.warning("clip %s has no readable frames; skipped", clip.path)
                 skipped.append(clip.clip_id)
@@ -187,7 +230,11 @@ def evaluate(
             predictions = reconstruct(model, frames, batch_size)
             model_seconds += time.perf_counter() - start
             start = time.perf_counter()
-            model_scores, base_scores = _score_clip(faces, frames, predictions)
+            key = (str(clip.path), size, max_frames, spread)
+            cached = cache.entries.get(key) if cache is not None else None
+            model_scores, base_scores, reals = _score_clip(faces, frames, predictions, cached)
+            if cache is not None:
+                cache.entries[key] = (reals, base_scores)
             metric_seconds += time.perf_counter() - start
             result = ClipResult(clip.clip_id, str(clip.path), MetricSet.from_scores(model_scores),
                                 MetricSet.from_scores(base_scores))
@@ -204,6 +251,7 @@ def evaluate(
         checkpoint=label, data_dir=str(data_dir), split=split, image_size=size, clips=results,
         model=MetricSet.from_scores(all_model), baseline=MetricSet.from_scores(all_base),
         model_seconds=model_seconds, metric_seconds=metric_seconds, skipped=skipped,
+        max_frames=max_frames, spread=spread,
     )
 
 
@@ -233,21 +281,34 @@ def reconstruct(model: Any, frames: list[np.ndarray], batch_size: int = 4) -> li
     return out
 
 
-def _score_clip(faces: Any, frames: list[np.ndarray], predictions: list[np.ndarray]) -> tuple[list[FrameScore], list[FrameScore]]:
-    """Model and static-baseline scores; the source's observations are cached per face box."""
+def _score_clip(
+    faces: Any, frames: list[np.ndarray], predictions: list[np.ndarray],
+    reference: tuple[list[FaceObservation], list[FrameScore]] | None = None,
+) -> tuple[list[FrameScore], list[FrameScore], list[FaceObservation]]:
+    """Model and static-baseline scores, and the real frames' observations.
+
+    `reference` (real observations and baseline scores from an earlier call on the same frames) skips the
+    model-independent half of the work; the source's observations are cached per face box.
+    """
+    if reference is not None and len(reference[0]) == len(frames):
+        reals, base_scores = reference
+        model_scores = [compare(real_float, real, generated, observe_generated(faces, to_uint8(generated), real))
+                        for real_float, real, generated in zip(frames, reals, predictions)]
+        return model_scores, base_scores, reals
     source = frames[0]
     source8 = to_uint8(source)
     source_cache: dict[tuple, FaceObservation] = {}
-    model_scores, base_scores = [], []
+    model_scores, base_scores, reals = [], [], []
     for real_float, generated in zip(frames, predictions):
         real = faces.observe(to_uint8(real_float))
+        reals.append(real)
         generated_obs = observe_generated(faces, to_uint8(generated), real)
         model_scores.append(compare(real_float, real, generated, generated_obs))
         key = (real.box, real.detected)
         if key not in source_cache:
             source_cache[key] = observe_generated(faces, source8, real)
         base_scores.append(compare(real_float, real, source, source_cache[key]))
-    return model_scores, base_scores
+    return model_scores, base_scores, reals
 
 
 def _resolve_model(checkpoint_or_model: Any, config: Any, device: str | None) -> tuple[Any, str]:

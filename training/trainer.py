@@ -133,8 +133,28 @@ def sync_buffers(module: nn.Module, dist_info: Dist) -> None:
 
 
 # ------------------------------------------------------------------------------------------- checkpoints
-def _state(tm: TrainingModel, optimizer, scheduler, step: int, best: dict, config: TrainConfig) -> dict:
-    return {
+def _apply_schedule(optimizer, scheduler, config: TrainConfig, milestones: list[int], step: int) -> None:
+    """Make a resumed run follow *its* config's lr, betas and schedule, not the checkpoint's.
+
+    Why: a long run is often finished with a lower learning rate (edit lr/max_steps/lr_milestones and
+    resume); the optimizer and scheduler state saved in the checkpoint would silently keep the old ones.
+    """
+    from collections import Counter
+
+    lr_now = config.lr * config.lr_gamma ** sum(1 for m in milestones if m <= step)
+    scheduler.milestones = Counter(milestones)
+    scheduler.gamma = config.lr_gamma
+    scheduler.base_lrs = [config.lr for _ in optimizer.param_groups]
+    for group in optimizer.param_groups:
+        group["betas"] = config.betas
+        group["initial_lr"] = config.lr
+        group["lr"] = lr_now
+    scheduler._last_lr = [lr_now for _ in optimizer.param_groups]
+
+
+def _state(tm: TrainingModel, optimizer, scheduler, step: int, best: dict, config: TrainConfig,
+           adversary: "_AdversaryState | None" = None) -> dict:
+    state = {
         "step": step,
         "kp_detector": tm.kp_detector.state_dict(),
         "generator": tm.generator.state_dict(),
@@ -143,6 +163,49 @@ def _state(tm: TrainingModel, optimizer, scheduler, step: int, best: dict, confi
         "best": json.dumps(best),
         "config": json.dumps(config.to_dict()),
     }
+    if adversary is not None:
+        state.update(adversary.state_dict())
+    return state
+
+
+@dataclass
+class _AdversaryState:
+    """The discriminator (GAN mode) and its own Adam, saved next to the generator's; its learning rate
+    follows the generator's schedule (set every step), so it needs no scheduler of its own."""
+
+    module: nn.Module
+    optimizer: torch.optim.Optimizer
+
+    @classmethod
+    def build(cls, config: TrainConfig, device: torch.device) -> "_AdversaryState":
+        from training.discriminator import Adversary
+
+        module = Adversary(config.gan).to(device)
+        module.train()
+        return cls(module, torch.optim.Adam(module.parameters(), lr=config.lr, betas=config.betas))
+
+    def state_dict(self) -> dict:
+        return {"discriminator": self.module.state_dict(), "optimizer_discriminator": self.optimizer.state_dict()}
+
+    def load(self, state: dict, config: TrainConfig) -> None:
+        if "discriminator" not in state:
+            log.info("the checkpoint has no discriminator (GAN switched on now): starting one from scratch")
+            return
+        self.module.load_state_dict(state["discriminator"])
+        self.optimizer.load_state_dict(state["optimizer_discriminator"])
+        for group in self.optimizer.param_groups:
+            group["betas"] = config.betas
+
+    def step(self, real: torch.Tensor, fake: torch.Tensor, net: nn.Module, lr: float, autocast) -> dict[str, float]:
+        """One discriminator update on this step's pair (the generator's gradients left on it are dropped)."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast():
+            losses = net(real, fake, "discriminator")
+        sum(losses.values()).backward()
+        self.optimizer.step()
+        return {k: float(v.detach()) for k, v in losses.items()}
 
 
 def save_training_state(path: Path, state: dict) -> None:
@@ -194,9 +257,19 @@ def validation_loss(tm: TrainingModel, loader, device: torch.device) -> dict[str
     return result
 
 
-def dlib_evaluation(tm: TrainingModel, model_config, data: Path, max_clips: int, max_frames: int,
-                    image_size: int) -> dict[str, float] | None:
-    """FOMM reconstruction metrics (dlib AKD/AED, not the teacher) when training.evaluate and dlib are usable."""
+def _reference_cache():
+    try:
+        from training.evaluate import ReferenceCache
+    except Exception:  # pragma: no cover - dlib missing: dlib_evaluation reports it
+        return None
+    return ReferenceCache()
+
+
+def dlib_evaluation(tm: TrainingModel, model_config, data: Path, options: "TrainOptions", image_size: int,
+                    cache: object = None) -> dict[str, float] | None:
+    """FOMM reconstruction metrics (dlib AKD/AED, not the teacher) when training.evaluate and dlib are usable.
+
+    `cache` (a training.evaluate.ReferenceCache) keeps the model-independent half across evaluations."""
     try:
         from models.checkpoint import ReenactModel
         from training.evaluate import evaluate
@@ -205,13 +278,15 @@ def dlib_evaluation(tm: TrainingModel, model_config, data: Path, max_clips: int,
         return None
     model = ReenactModel(tm.kp_detector, tm.generator, model_config)
     try:
-        report = evaluate(model, data, max_clips=max_clips or None, max_frames=max_frames or None, progress=False,
-                          image_size=image_size)
+        report = evaluate(model, Path(options.eval_data) if options.eval_data else data,
+                          max_clips=options.eval_clips or None, max_frames=options.eval_frames or None,
+                          progress=False, image_size=image_size, spread=options.eval_spread, cache=cache)
     except Exception as exc:
         log.warning("evaluation failed (%s); selecting checkpoints by validation loss", exc)
         return None
     out = {f"eval_{k}": float(v) for k, v in report.model.to_dict().items() if isinstance(v, (int, float))}
     out.update({f"static_{k}": float(v) for k, v in report.baseline.to_dict().items() if isinstance(v, (int, float))})
+    out.update({f"eval_{k}_clip_se": v for k, v in report.clip_standard_error().items()})
     return out
 
 
@@ -224,6 +299,8 @@ class TrainOptions:
     eval_every: int = 0  # steps between dlib evaluations (0: off)
     eval_clips: int = 0
     eval_frames: int = 32
+    eval_spread: bool = False  # eval_frames evenly spaced over each clip instead of the first ones
+    eval_data: str = ""  # folder with test/ for the dlib evaluation (default: the training data's)
     stop_after_s: float = 0.0  # stop (with a checkpoint) after this many seconds of this invocation
     stop_at_step: int = 0  # stop (with a checkpoint) at this step; the schedule still follows max_steps
 
@@ -302,6 +379,7 @@ def train(config: TrainConfig, data: str | Path, out: str | Path, resume: bool =
     )
     milestones = sorted({max(1, int(f * config.max_steps)) for f in config.lr_milestones})
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=config.lr_gamma)
+    adversary = _AdversaryState.build(config, dev) if config.gan.enabled else None
     start_step, best = 0, {}
     last_path = out / "checkpoints" / "last.pt"
     if resume and last_path.is_file():
@@ -310,9 +388,10 @@ def train(config: TrainConfig, data: str | Path, out: str | Path, resume: bool =
         tm.generator.load_state_dict(state["generator"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        for group in optimizer.param_groups:  # a resumed run may change lr/betas in its config
-            group["betas"] = config.betas
         start_step, best = int(state["step"]), json.loads(state["best"])
+        _apply_schedule(optimizer, scheduler, config, milestones, start_step)
+        if adversary is not None:
+            adversary.load(state, config)
         if best.get("image_size") != config.image_size:
             best = {}  # a new training resolution: scores are not comparable, pick the best afresh
         log.info("resumed from %s at step %d", last_path, start_step)
@@ -329,6 +408,14 @@ def train(config: TrainConfig, data: str | Path, out: str | Path, resume: bool =
         net = DistributedDataParallel(
             tm, device_ids=[dev.index] if dev.type == "cuda" else None, find_unused_parameters=find_unused
         )
+    adversary_net = None
+    if adversary is not None:
+        adversary_net = adversary.module
+        if dist_info.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            adversary_net = DistributedDataParallel(adversary.module,
+                                                    device_ids=[dev.index] if dev.type == "cuda" else None)
 
     dataset = PairDataset(data, "train", config.image_size, config.seed, True, config.flip_probability,
                           config.color_jitter, config.max_frame_distance)
@@ -356,21 +443,29 @@ def train(config: TrainConfig, data: str | Path, out: str | Path, resume: bool =
     bar = tqdm(total=config.max_steps, initial=start_step, desc="train", unit="it", disable=not dist_info.main)
     batches = iter(loader)
     eval_ok = bool(options.eval_every)  # turns False if dlib evaluation is unavailable
+    eval_cache = _reference_cache() if eval_ok else None
     interrupted = _StopOnSignal()
 
     def checkpoint(step_done: int) -> None:
         if dist_info.main:
-            save_training_state(last_path, _state(tm, optimizer, scheduler, step_done, best, config))
+            save_training_state(last_path, _state(tm, optimizer, scheduler, step_done, best, config, adversary))
 
     while step < config.max_steps:
         batch = {k: v.to(dev, non_blocking=True) for k, v in next(batches).items()}
         with autocast():
             losses, extras = net(batch, step, dist_info.rank)
+            fake = extras["generated"]["prediction"] if "generated" in extras else None
+            if adversary_net is not None and fake is not None:
+                losses.update(adversary_net(batch["driving"], fake, "generator"))
         total = sum(losses.values())
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()
         scheduler.step()
+        if adversary is not None and fake is not None:  # not in the teacher's warm-up (no prediction yet)
+            lr = optimizer.param_groups[0]["lr"]
+            for k, v in adversary.step(batch["driving"], fake, adversary_net, lr, autocast).items():
+                running[k] = running.get(k, 0.0) + v
         step += 1
         if not math.isfinite(total.item()):
             raise ConfigError(f"loss became {total.item()} at step {step}; lower the learning rate or check the data")
@@ -397,8 +492,7 @@ def train(config: TrainConfig, data: str | Path, out: str | Path, resume: bool =
                 values = validation_loss(tm, val_loader, dev)
                 evaluated = None
                 if eval_ok and (step % options.eval_every == 0 or step == config.max_steps):
-                    evaluated = dlib_evaluation(tm, model_config, data, options.eval_clips, options.eval_frames,
-                                                config.image_size)
+                    evaluated = dlib_evaluation(tm, model_config, data, options, config.image_size, eval_cache)
                     eval_ok = evaluated is not None
                     values.update(evaluated or {})
                 _append_metrics(metrics_path, step, time.monotonic() - started, "val", values)
@@ -442,4 +536,7 @@ def train(config: TrainConfig, data: str | Path, out: str | Path, resume: bool =
                      {"step": str(step), "preset": config.preset, "teacher": str(config.teacher.enabled)})
         (out / "summary.json").write_text(json.dumps(summary, indent=1))
     summary["state"] = {k: v.detach().cpu().clone() for k, v in tm.state_dict().items()}
+    if adversary is not None:
+        summary["state"].update({f"discriminator.{k}": v.detach().cpu().clone()
+                                 for k, v in adversary.module.state_dict().items()})
     return summary

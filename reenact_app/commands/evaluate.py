@@ -25,6 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="upstream FOMM YAML or preset name (needed for .pth.tar checkpoints)")
     p.add_argument("--split", default="test", help="sub-folder of --data to evaluate (default: test)")
     p.add_argument("--max-frames", type=int, help="at most N frames per clip (default: all)")
+    p.add_argument("--spread", action="store_true",
+                   help="with --max-frames: N frames evenly spaced over each clip instead of the first N "
+                   "(closer to the all-frames protocol; the first seconds hardly move)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--clips", type=int, help="at most N clips, spread evenly over the split (default: all)")
     p.add_argument("--batch-size", type=int, default=4, help="driving frames per forward pass (default: 4)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
@@ -35,9 +39,13 @@ def run(args: argparse.Namespace) -> int:
     from models.errors import MediaError
     from training.evaluate import evaluate
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     report = evaluate(
         args.checkpoint, args.data, config=args.config, split=args.split, max_frames=args.max_frames,
-        max_clips=args.clips, batch_size=args.batch_size, device=args.device,
+        max_clips=args.clips, batch_size=args.batch_size, device=args.device, spread=args.spread,
     ).to_dict()
     out = Path(args.json_out)
     try:

@@ -25,40 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript",
                    help="torch.onnx exporter (torchscript: dynamo=False, one self-contained file)")
     p.add_argument("--int8", action="store_true", help="also write an int8 (static QDQ, convolutions only) animate graph")
-    p.add_argument("--parity-video", help="video whose frames are used for the parity check and int8 "
-                   "calibration (default: the bundled demo clip, else synthetic frames)")
+    p.add_argument("--parity-video", help="video whose frames are used for the parity checks (default: the "
+                   "bundled demo clip); int8 is calibrated on other frames of the bundled clip, as at run time")
     p.add_argument("--parity-frames", type=int, default=8, help="frames for parity / calibration")
     p.add_argument("--no-parity", action="store_true", help="skip the parity check")
     p.set_defaults(func=run)
-
-
-def parity_frames(video: str | None, count: int, size: int):
-    """Real frames (centre crops) for parity and calibration; synthetic only if nothing is available."""
-    from pathlib import Path
-
-    import numpy as np
-
-    from models.paths import assets_dir
-    from reenact_app.video_io import centre_crop, iter_frames
-
-    if video is None:
-        demos = sorted((assets_dir() / "driving").glob("*.mp4")) if (assets_dir() / "driving").is_dir() else []
-        video = str(demos[0]) if demos else None
-    if video is None:
-        log.warning("no video for the parity check: using synthetic frames (pass --parity-video)")
-        rng = np.random.default_rng(0)
-        base = rng.random((8, 8, 3))
-        import cv2
-
-        return [
-            (cv2.resize(np.roll(base, i, axis=0), (size, size)) * 255).astype(np.uint8) for i in range(count)
-        ]
-    frames = []
-    step = 3  # spread the frames over a second or so of motion
-    for index, frame in enumerate(iter_frames(Path(video), count * step)):
-        if index % step == 0:
-            frames.append(centre_crop(frame, size))
-    return frames
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,9 +47,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     result = export_onnx(model, args.output, exporter=args.exporter)
     print(f"wrote {', '.join(result.files.values())} to {args.output} (opset {result.opset}, checker OK)")
+    from export.frames import sample_frames
+
+    size = model.config.image_size
     frames = None
     if not args.no_parity or args.int8:
-        frames = parity_frames(args.parity_video, args.parity_frames, model.config.image_size)
+        frames = sample_frames(args.parity_video, args.parity_frames, size)
     if not args.no_parity:
         from export.parity import check_parity
 
@@ -90,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         from export.parity import check_parity
         from export.quantize import quantize_export
 
-        quantize_export(args.output, frames)
+        quantize_export(args.output, sample_frames(None, args.parity_frames, size, offset=1))
         report = check_parity(model, args.output, frames, tolerance=float("inf"), int8=True)
         print(report.line().replace(": OK", " (informational; int8 is lossy)"))
     return 0

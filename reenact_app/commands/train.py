@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -26,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt if it exists")
     p.add_argument("--init", type=Path, help="start from these model weights (.safetensors), fresh optimizer")
     p.add_argument("--no-teacher", action="store_true", help="disable the landmark teacher (paper-faithful)")
+    p.add_argument("--gan", action="store_true",
+                   help="add FOMM vox-adv's patch discriminator: LSGAN + feature matching (config key gan:)")
     p.add_argument("--vgg19-weights", type=Path, help="torchvision-format VGG19 state dict for the perceptual loss")
     p.add_argument("--image-size", type=int, help="training resolution (overrides the config)")
     p.add_argument("--batch-size", type=int, help="per-process batch size")
@@ -44,6 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="steps between dlib evaluations (FOMM protocol on test/); best checkpoint by AKD")
     p.add_argument("--eval-clips", type=int, default=0, help="clips per dlib evaluation (0: all)")
     p.add_argument("--eval-frames", type=int, default=32, help="frames per clip per dlib evaluation")
+    p.add_argument("--eval-spread", action="store_true",
+                   help="evaluate --eval-frames frames evenly spaced over each clip (not the first ones)")
+    p.add_argument("--eval-data", help="folder with test/ for the dlib evaluation (default: --data)")
     p.add_argument("--stop-after", type=float, default=0.0, help="stop (with a checkpoint) after this many minutes")
     p.add_argument("--stop-at-step", type=int, default=0, help="stop (with a checkpoint) at this step")
     p.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
@@ -63,12 +69,15 @@ def run(args: argparse.Namespace) -> int:
     }
     config = config.replace(**{k: v for k, v in changes.items() if v is not None})
     if args.no_teacher:
-        config = config.replace(teacher=config.teacher.__class__(**{**config.teacher.__dict__, "enabled": False}))
+        config = config.replace(teacher=dataclasses.replace(config.teacher, enabled=False))
+    if args.gan:
+        config = config.replace(gan=dataclasses.replace(config.gan, enabled=True))
     if args.no_amp:
         config = config.replace(amp=False)
     options = TrainOptions(
         publish=str(args.publish or ""), eval_every=args.eval_every, eval_clips=args.eval_clips,
-        eval_frames=args.eval_frames, stop_after_s=args.stop_after * 60, stop_at_step=args.stop_at_step,
+        eval_frames=args.eval_frames, eval_spread=args.eval_spread, eval_data=str(args.eval_data or ""),
+        stop_after_s=args.stop_after * 60, stop_at_step=args.stop_at_step,
     )
     result = train(config, args.data, args.out, resume=args.resume, init=args.init, device=args.device, options=options)
     result.pop("state", None)

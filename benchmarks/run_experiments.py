@@ -1,0 +1,179 @@
+#!/usr/bin/env python
+"""Equal-budget training study (issues 7 and 11): teacher vs plain FOMM training, and the pixel-loss default.
+
+    python benchmarks/run_experiments.py [--data /work/prepared/shared256] [--runs /work/runs/experiments]
+    python benchmarks/run_experiments.py --report      # curve PNG + JSON + markdown table from finished runs
+
+The runs of configs/experiments/ (same data, model, steps, seed; one switch each):
+  teacher  the project default (landmark teacher, L1 + SSIM + gradient pixel loss)
+  plain    teacher off: paper-faithful FOMM training (issue 11's baseline)
+  l1-only  teacher on, pixel loss L1 only (issue 7's question: which no-VGG loss default trains best)
+  gan      teacher on + GAN feature matching (vox-adv), the optional term of issue 7
+  fomm-rt  the default recipe on plain FOMM modules (same widths): is the shipped paper variant the better one?
+Each is `reenact train --config configs/experiments/NAME.yaml --data DATA --out RUNS/NAME --resume
+--eval-every 200 --eval-frames 16 --eval-spread`: the trainer's own dlib evaluation (FOMM protocol, absolute
+keypoints) on the identity-disjoint test split, 16 frames evenly spaced over each clip, every 200 steps, so each
+run leaves a curve in its metrics.csv. Runs one after another on one torch thread each (the other core trains the
+shipped weights). Resumes after an interruption.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = ROOT / "configs" / "experiments"
+RUNS = ["teacher", "plain", "l1-only", "gan", "fomm-rt"]
+LABELS = {"teacher": "teacher (default)", "plain": "plain FOMM (no teacher)", "l1-only": "teacher, L1-only loss",
+          "gan": "teacher + GAN feature matching", "fomm-rt": "teacher, fomm-rt (no paper modules)"}
+EVAL_ARGS = ["--eval-every", "200", "--eval-frames", "16", "--eval-spread"]
+METRICS = ("l1", "akd", "aed")
+
+
+def train(name: str, data: Path, runs: Path) -> None:
+    config = CONFIGS / f"{name}.yaml"
+    run_dir = runs / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    max_steps = yaml.safe_load(config.read_text())["max_steps"]
+    if _steps_done(run_dir) >= max_steps:
+        return
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "reenact_app.cli", "train", "--config", str(config), "--data", str(data),
+           "--out", str(run_dir), "--resume", *EVAL_ARGS]
+    print(time.strftime("%H:%M:%S"), name, "training", flush=True)
+    with open(run_dir / "train.log", "a") as handle:
+        if subprocess.run(cmd, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT).returncode != 0:
+            raise RuntimeError(f"{name}: training failed, see {run_dir / 'train.log'}")
+
+
+def _steps_done(run_dir: Path) -> int:
+    try:
+        return int(json.loads((run_dir / "summary.json").read_text())["steps"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def curve(run_dir: Path) -> list[dict]:
+    """One row per dlib evaluation: step, wall seconds of training so far, model and static metrics."""
+    rows: dict[int, dict] = {}
+    offset, last = 0.0, 0.0
+    with open(run_dir / "metrics.csv") as handle:
+        for row in csv.DictReader(handle):
+            elapsed = float(row["elapsed_s"])
+            if elapsed < last:  # elapsed restarts at each resume
+                offset += last
+            last = elapsed
+            if row["split"] == "val" and row["name"].startswith(("eval_", "static_")):
+                entry = rows.setdefault(int(row["step"]), {"step": int(row["step"]), "wall_s": offset + elapsed})
+                entry[row["name"]] = float(row["value"])
+    return [rows[s] for s in sorted(rows) if "eval_akd" in rows[s]]
+
+
+def report(runs: Path, out_json: Path, out_png: Path) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = {name: curve(runs / name) for name in RUNS if (runs / name / "metrics.csv").exists()}
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for ax, metric in zip(axes, METRICS):
+        for name, rows in curves.items():
+            if rows:
+                ax.plot([r["step"] for r in rows], [r[f"eval_{metric}"] for r in rows], marker="o", label=LABELS[name])
+        static = next((r[f"static_{metric}"] for rows in curves.values() for r in rows), None)
+        if static is not None:
+            ax.axhline(static, color="grey", linestyle="--", label="static baseline")
+        ax.set_title(f"{metric.upper()} (lower is better)")
+        ax.set_xlabel("training step (batch 8, 128 px)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Equal budget, paper-rt, seed 0: held-out dlib metrics (20 test clips x 16 spread frames)")
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=90)
+    cpu = next((l.split(":", 1)[1].strip() for l in subprocess.run(["lscpu"], capture_output=True, text=True)
+                .stdout.splitlines() if l.startswith("Model name")), platform.processor())
+    result = {"issues": [7, 11], "runs": {n: {"label": LABELS[n], "config": f"configs/experiments/{n}.yaml",
+                                              "curve": rows} for n, rows in curves.items()},
+              "evaluation": " ".join(EVAL_ARGS),
+              "hardware": f"{cpu}, {os.cpu_count()} cores shared with another training job, 1 torch thread per run"}
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    out_json.write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def _pm(row: dict, metric: str, digits: int) -> str:
+    """value, and +- the standard error over clips when the run logged it."""
+    value, se = row[f"eval_{metric}"], row.get(f"eval_{metric}_clip_se")
+    return f"{value:.{digits}f}" + ("" if se is None else f" ± {se:.{digits}f}")
+
+
+def compose_samples(runs: Path, out_png: Path, names: tuple[str, ...] = ("plain", "teacher")) -> Path | None:
+    """The last sample grid of each run, first 4 columns (source + keypoints, driving + keypoints, warped
+    source, prediction), stacked with a label: shows where each run's keypoints ended up."""
+    import cv2
+    import numpy as np
+
+    panels = []
+    for name in names:
+        grids = sorted((runs / name / "samples").glob("step*.png"))
+        if not grids:
+            continue
+        grid = cv2.imread(str(grids[-1]))
+        tile = grid.shape[0] // 4  # 4 rows of square tiles
+        panel = np.ascontiguousarray(grid[: 2 * tile, : 4 * tile])
+        label = f"{LABELS[name]}, step {int(grids[-1].stem[4:])}"
+        cv2.rectangle(panel, (0, 0), (panel.shape[1], 22), (0, 0, 0), -1)
+        cv2.putText(panel, label, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+        panels.append(panel)
+    if not panels:
+        return None
+    cv2.imwrite(str(out_png), np.concatenate(panels, axis=0))
+    return out_png
+
+
+def markdown(result: dict) -> str:
+    lines = ["| run | step | train wall (min) | L1 | AKD (px@256) | AED | MKR |", "|---|---|---|---|---|---|---|"]
+    static = None
+    for name, run in result["runs"].items():
+        for r in run["curve"]:
+            lines.append(f"| {run['label']} | {r['step']} | {r['wall_s'] / 60:.1f} | {_pm(r, 'l1', 4)} | "
+                         f"{_pm(r, 'akd', 2)} | {_pm(r, 'aed', 3)} | {r.get('eval_mkr', float('nan')):.3f} |")
+            static = r
+    if static:
+        lines.append(f"| static baseline | - | - | {static['static_l1']:.4f} | {static['static_akd']:.2f} | "
+                     f"{static['static_aed']:.4f} | - |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=Path("/work/prepared/shared256"))
+    p.add_argument("--runs", type=Path, default=Path("/work/runs/experiments"))
+    p.add_argument("--only", nargs="*", default=None, help="subset of " + " ".join(RUNS))
+    p.add_argument("--report", action="store_true", help="only write the curve, JSON and table")
+    p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "experiments.json")
+    p.add_argument("--png", type=Path, default=ROOT / "docs" / "training-curves.png")
+    args = p.parse_args()
+    if not args.report:
+        for name in RUNS:
+            if args.only is None or name in args.only:
+                train(name, args.data, args.runs)
+    print(markdown(report(args.runs, args.json, args.png)))
+    compose_samples(args.runs, args.png.with_name("training-samples-plain-vs-teacher.png"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
