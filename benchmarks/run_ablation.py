@@ -12,7 +12,7 @@ For every run: `reenact train --config configs/ablation/NAME.yaml --data DATA --
 The evaluation set RUNS/evalset/test/ holds, for every clip of DATA/test/ (the identity-disjoint held-out
 split), FRAMES frames spread evenly over the clip (frame 0 first, as the FOMM protocol's source), as symlinks
 to the prepared PNGs: the same clips and frames for every run. (`reenact evaluate --max-frames N` would take
-the first N frames, where the face has hardly moved and the static baseline is nearly perfect.)
+the first N frames; `--max-frames N --spread` now samples like this evalset.)
 
 The final checkpoint (max_steps) is evaluated, not best.safetensors, so that no run gets a choice the others
 don't. Results: RUNS/NAME/eval.json per run and one summary, benchmarks/results/ablation.json.

@@ -10,6 +10,7 @@ The runs of configs/experiments/ (same data, model, steps, seed; one switch each
   l1-only  teacher on, pixel loss L1 only (issue 7's question: which no-VGG loss default trains best)
   gan      teacher on + GAN feature matching (vox-adv), the optional term of issue 7
   fomm-rt  the default recipe on plain FOMM modules (same widths): is the shipped paper variant the better one?
+  occ-open paper-rt with its 2x/4x occlusion heads initialised open (training.config occlusion_init_bias)
 Each is `reenact train --config configs/experiments/NAME.yaml --data DATA --out RUNS/NAME --resume
 --eval-every 200 --eval-frames 16 --eval-spread`: the trainer's own dlib evaluation (FOMM protocol, absolute
 keypoints) on the identity-disjoint test split, 16 frames evenly spaced over each clip, every 200 steps, so each
@@ -32,10 +33,12 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # training.evaluate for the final per-clip evaluations
 CONFIGS = ROOT / "configs" / "experiments"
-RUNS = ["teacher", "plain", "l1-only", "gan", "fomm-rt"]
+RUNS = ["teacher", "plain", "l1-only", "gan", "fomm-rt", "occ-open"]
 LABELS = {"teacher": "teacher (default)", "plain": "plain FOMM (no teacher)", "l1-only": "teacher, L1-only loss",
-          "gan": "teacher + GAN feature matching", "fomm-rt": "teacher, fomm-rt (no paper modules)"}
+          "gan": "teacher + GAN feature matching", "fomm-rt": "teacher, fomm-rt (no paper modules)",
+          "occ-open": "teacher, occlusion heads init open"}
 EVAL_ARGS = ["--eval-every", "200", "--eval-frames", "16", "--eval-spread"]
 METRICS = ("l1", "akd", "aed")
 
@@ -54,6 +57,43 @@ def train(name: str, data: Path, runs: Path) -> None:
     with open(run_dir / "train.log", "a") as handle:
         if subprocess.run(cmd, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT).returncode != 0:
             raise RuntimeError(f"{name}: training failed, see {run_dir / 'train.log'}")
+
+
+def final_evaluation(name: str, data: Path, runs: Path) -> dict:
+    """Per-clip scores of the run's final weights (same protocol and frames as the curve), for paired
+    comparisons: clips differ far more from each other than runs do, so differences are taken per clip."""
+    out = runs / name / "eval-final.json"
+    if not out.exists():
+        import torch
+
+        from training.evaluate import evaluate_checkpoint
+
+        torch.set_num_threads(1)
+        size = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())["image_size"]
+        print(time.strftime("%H:%M:%S"), name, "final evaluation", flush=True)
+        report = evaluate_checkpoint(runs / name / "final.safetensors", data, max_frames=16, spread=True,
+                                     image_size=size, progress=False)
+        out.write_text(json.dumps(report, indent=1) + "\n")
+    return json.loads(out.read_text())
+
+
+def paired(reports: dict[str, dict], reference: str = "teacher") -> list[dict]:
+    """Each run minus the reference, per clip: mean difference, its standard error, clips where it is lower."""
+    import numpy as np
+
+    rows = []
+    base = {c["clip"]: c["model"] for c in reports[reference]["clips"]}
+    for name, report in reports.items():
+        if name == reference:
+            continue
+        row = {"run": name, "minus": reference}
+        for metric in METRICS:
+            diffs = np.array([c["model"][metric] - base[c["clip"]][metric] for c in report["clips"]
+                              if c["clip"] in base])
+            row[metric] = {"mean": float(diffs.mean()), "se": float(diffs.std(ddof=1) / np.sqrt(len(diffs))),
+                           "lower_on": int((diffs < 0).sum()), "clips": len(diffs)}
+        rows.append(row)
+    return rows
 
 
 def _steps_done(run_dir: Path) -> int:
@@ -98,13 +138,16 @@ def report(runs: Path, out_json: Path, out_png: Path) -> dict:
         ax.set_xlabel("training step (batch 8, 128 px)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle("Equal budget, paper-rt, seed 0: held-out dlib metrics (20 test clips x 16 spread frames)")
+    fig.suptitle("Equal budget (128 px, 800 steps, seed 0; paper-rt unless named): held-out dlib metrics, "
+                 "20 test clips x 16 spread frames")
     fig.tight_layout()
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=90)
     cpu = next((l.split(":", 1)[1].strip() for l in subprocess.run(["lscpu"], capture_output=True, text=True)
                 .stdout.splitlines() if l.startswith("Model name")), platform.processor())
-    result = {"issues": [7, 11], "runs": {n: {"label": LABELS[n], "config": f"configs/experiments/{n}.yaml",
+    finals = {n: json.loads((runs / n / "eval-final.json").read_text()) for n in curves
+              if (runs / n / "eval-final.json").exists()}
+    result = {"issues": [7, 11], "paired_final": paired(finals) if "teacher" in finals else [], "runs": {n: {"label": LABELS[n], "config": f"configs/experiments/{n}.yaml",
                                               "curve": rows} for n, rows in curves.items()},
               "evaluation": " ".join(EVAL_ARGS),
               "hardware": f"{cpu}, {os.cpu_count()} cores shared with another training job, 1 torch thread per run"}
@@ -154,6 +197,12 @@ def markdown(result: dict) -> str:
     if static:
         lines.append(f"| static baseline | - | - | {static['static_l1']:.4f} | {static['static_akd']:.2f} | "
                      f"{static['static_aed']:.4f} | - |")
+    if result.get("paired_final"):
+        lines += ["", "| final weights, per clip | L1 difference | AKD difference | AED difference |", "|---|---|---|---|"]
+        for row in result["paired_final"]:
+            cells = [f"{row[m]['mean']:+.{d}f} ± {row[m]['se']:.{d}f} (lower on {row[m]['lower_on']}/{row[m]['clips']})"
+                     for m, d in zip(METRICS, (4, 2, 3))]
+            lines.append(f"| {LABELS[row['run']]} minus {LABELS[row['minus']]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -162,14 +211,18 @@ def main() -> int:
     p.add_argument("--data", type=Path, default=Path("/work/prepared/shared256"))
     p.add_argument("--runs", type=Path, default=Path("/work/runs/experiments"))
     p.add_argument("--only", nargs="*", default=None, help="subset of " + " ".join(RUNS))
-    p.add_argument("--report", action="store_true", help="only write the curve, JSON and table")
+    p.add_argument("--report", action="store_true", help="no training: evaluate finished runs, write the curve, "
+                   "JSON and tables")
+    p.add_argument("--no-final-eval", action="store_true", help="skip the per-clip evaluation of final weights")
     p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "experiments.json")
     p.add_argument("--png", type=Path, default=ROOT / "docs" / "training-curves.png")
     args = p.parse_args()
-    if not args.report:
-        for name in RUNS:
-            if args.only is None or name in args.only:
+    for name in RUNS:
+        if args.only is None or name in args.only:
+            if not args.report:
                 train(name, args.data, args.runs)
+            if (args.runs / name / "final.safetensors").exists() and not args.no_final_eval:
+                final_evaluation(name, args.data, args.runs)
     print(markdown(report(args.runs, args.json, args.png)))
     compose_samples(args.runs, args.png.with_name("training-samples-plain-vs-teacher.png"))
     return 0

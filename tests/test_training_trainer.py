@@ -179,3 +179,28 @@ def test_resume_follows_the_new_configs_learning_rate_schedule(data_dir: Path, t
         lrs = {int(r["step"]): float(r["value"]) for r in csv.DictReader(handle) if r["name"] == "lr"}
     assert lrs[2] == pytest.approx(2e-4)
     assert lrs[4] == pytest.approx(1e-4) and lrs[6] == pytest.approx(1e-4)
+
+
+def test_occlusion_heads_can_start_open() -> None:
+    """occlusion_init_bias: the paper's 2x/4x occlusion maps start near 1 instead of a noisy ~0.5."""
+    from models import build_model
+    from training.trainer import open_occlusion_heads
+
+    torch.manual_seed(0)
+    model = build_model(tiny_config().model_config())
+    image = torch.rand(1, 3, 64, 64)
+    kp = model.kp_detector(image)
+    with torch.no_grad():
+        before = model.generator(image, kp_driving=kp, kp_source=kp)["occlusion_map"]
+        assert open_occlusion_heads(model.generator, 3.0) == 2
+        after = model.generator(image, kp_driving=kp, kp_source=kp)["occlusion_map"]
+    assert torch.equal(before[0], after[0])  # the dense-motion-resolution map is FOMM's: untouched
+    assert all(float(m.mean()) > 0.9 > float(b.mean()) for m, b in zip(after[1:], before[1:]))
+    assert open_occlusion_heads(build_model("fomm-rt").generator, 3.0) == 0  # no multi-scale maps: no-op
+
+
+def test_trainer_applies_the_occlusion_init_even_with_resume(data_dir: Path, tmp_path: Path) -> None:
+    summary = train(tiny_config(max_steps=1, val_every=0, occlusion_init_bias=3.0), data_dir, tmp_path / "run",
+                    resume=True, device="cpu")  # --resume on an empty run folder: a fresh start
+    biases = [v for k, v in summary["state"].items() if "occlusion_restoration.heads" in k and k.endswith("bias")]
+    assert len(biases) == 3 and abs(float(biases[0]) - 3.0) > 1 and all(abs(float(b) - 3.0) < 0.01 for b in biases[1:])

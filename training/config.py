@@ -88,6 +88,10 @@ class TrainConfig:
     val_every: int = 500
     val_pairs: int = 64
     vgg19_weights: str = ""
+    # Initial bias of the paper's occlusion heads at 2x and 4x the dense-motion resolution (None: PyTorch's
+    # default init). Those maps multiply the decoder's high-resolution features, so at ~0.5 with noisy
+    # spatial structure they degrade the output until they learn; +3 (sigmoid 0.95) starts them open.
+    occlusion_init_bias: float | None = None
 
     def model_config(self) -> ModelConfig:
         base = preset(self.preset).to_dict()

@@ -50,8 +50,8 @@ class ClipSource:
         """RGB float32 HWC frames in [0,1], resized to size x size.
 
         max_frames takes the first N frames, or with spread=True N frames evenly spaced over the clip (frame 0
-        first, as the protocol's source): the first seconds of a clip hardly move, which flatters the static
-        baseline, so a spread subset is the closer approximation of the all-frames protocol.
+        first, as the protocol's source), which samples the whole clip as the all-frames protocol does; the
+        first N frames only see its opening seconds.
         """
         if self.path.is_dir():
             raw = _read_folder(self.path, None if spread else max_frames)

@@ -81,6 +81,18 @@ class TrainingModel(nn.Module):
         return losses, extras
 
 
+def open_occlusion_heads(generator: nn.Module, bias: float) -> int:
+    """Set the bias of the multi-scale occlusion heads above the dense-motion resolution; returns how many."""
+    restoration = getattr(getattr(generator, "dense_motion_network", None), "occlusion_restoration", None)
+    if restoration is None:
+        log.warning("occlusion_init_bias is set but the model has no multi-scale occlusion: ignored")
+        return 0
+    with torch.no_grad():
+        for head in restoration.heads[1:]:
+            head.bias.fill_(bias)
+    return len(restoration.heads) - 1
+
+
 def _mix(*values: int) -> int:
     """Stable 63-bit seed from integers (same on every machine and Python run)."""
     h = 1469598103934665603
@@ -359,6 +371,8 @@ def train(config: TrainConfig, data: str | Path, out: str | Path, resume: bool =
 
     torch.manual_seed(config.seed)
     model = build_model(model_config)
+    if config.occlusion_init_bias is not None:  # an init: weights loaded below (--init, --resume) replace it
+        open_occlusion_heads(model.generator, config.occlusion_init_bias)
     if init:
         source = load_checkpoint(init)
         if source.config != model_config:

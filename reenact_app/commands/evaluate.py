@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-frames", type=int, help="at most N frames per clip (default: all)")
     p.add_argument("--spread", action="store_true",
                    help="with --max-frames: N frames evenly spaced over each clip instead of the first N "
-                   "(closer to the all-frames protocol; the first seconds hardly move)")
+                   "(samples whole clips, like the all-frames protocol)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--clips", type=int, help="at most N clips, spread evenly over the split (default: all)")
     p.add_argument("--batch-size", type=int, default=4, help="driving frames per forward pass (default: 4)")
