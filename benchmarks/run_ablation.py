@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import threading
@@ -34,6 +33,9 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from reenact_app.engines.benchmark import cpu_name  # noqa: E402
+
 CONFIGS = ROOT / "configs" / "ablation"
 # Order = priority: the two that matter most (and their second seeds) first.
 RUNS = ["fomm", "paper", "fomm-seed1", "paper-seed1", "fomm-cbam", "fomm-paperatt", "fomm-cbam-msocc",
@@ -147,21 +149,30 @@ def _last_val(run_dir: Path) -> dict[str, float]:
     return values
 
 
-def _train_seconds(run_dir: Path) -> float:
-    """Training wall time over all invocations (metrics.csv restarts elapsed_s at each resume)."""
+def metric_rows(path: Path):
+    """The rows of a run's metrics.csv, each with `wall_s`: elapsed_s made cumulative over invocations
+    (the trainer restarts elapsed_s at each resume)."""
     import csv
 
-    total, last = 0.0, 0.0
+    offset = last = 0.0
+    with open(path) as handle:
+        for row in csv.DictReader(handle):
+            elapsed = float(row["elapsed_s"])
+            if elapsed < last:
+                offset += last
+            last = elapsed
+            yield {**row, "wall_s": offset + elapsed}
+
+
+def _train_seconds(run_dir: Path) -> float:
+    """Training wall time over all invocations."""
+    total = 0.0
     try:
-        with open(run_dir / "metrics.csv") as handle:
-            for row in csv.DictReader(handle):
-                e = float(row["elapsed_s"])
-                if e < last:
-                    total += last
-                last = e
+        for row in metric_rows(run_dir / "metrics.csv"):
+            total = row["wall_s"]
     except OSError:
         pass
-    return total + last
+    return total
 
 
 def main() -> int:
@@ -200,8 +211,7 @@ def main() -> int:
         t.start()
     for t in threads:
         t.join()
-    cpu = next((l.split(":", 1)[1].strip() for l in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-                if l.startswith("Model name")), platform.processor())
+    cpu = cpu_name()
     out = {
         "issue": 9, "data": str(args.data), "evalset": str(evalset), "frames_per_clip": args.frames,
         "hardware": f"{cpu}, {os.cpu_count()} cores (shared with other jobs), 1 torch thread per run, {args.parallel} runs at a time",

@@ -21,10 +21,8 @@ shipped weights). Resumes after an interruption.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -32,8 +30,11 @@ from pathlib import Path
 
 import yaml
 
+from run_ablation import metric_rows  # benchmarks/ is on sys.path when run as a script
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # training.evaluate for the final per-clip evaluations
+sys.path.insert(0, str(ROOT))  # training.evaluate, reenact_app
+from reenact_app.engines.benchmark import cpu_name  # noqa: E402
 CONFIGS = ROOT / "configs" / "experiments"
 RUNS = ["teacher", "plain", "l1-only", "gan", "fomm-rt", "occ-open"]
 LABELS = {"teacher": "teacher (default)", "plain": "plain FOMM (no teacher)", "l1-only": "teacher, L1-only loss",
@@ -106,16 +107,10 @@ def _steps_done(run_dir: Path) -> int:
 def curve(run_dir: Path) -> list[dict]:
     """One row per dlib evaluation: step, wall seconds of training so far, model and static metrics."""
     rows: dict[int, dict] = {}
-    offset, last = 0.0, 0.0
-    with open(run_dir / "metrics.csv") as handle:
-        for row in csv.DictReader(handle):
-            elapsed = float(row["elapsed_s"])
-            if elapsed < last:  # elapsed restarts at each resume
-                offset += last
-            last = elapsed
-            if row["split"] == "val" and row["name"].startswith(("eval_", "static_")):
-                entry = rows.setdefault(int(row["step"]), {"step": int(row["step"]), "wall_s": offset + elapsed})
-                entry[row["name"]] = float(row["value"])
+    for row in metric_rows(run_dir / "metrics.csv"):
+        if row["split"] == "val" and row["name"].startswith(("eval_", "static_")):
+            entry = rows.setdefault(int(row["step"]), {"step": int(row["step"]), "wall_s": row["wall_s"]})
+            entry[row["name"]] = float(row["value"])
     return [rows[s] for s in sorted(rows) if "eval_akd" in rows[s]]
 
 
@@ -143,8 +138,7 @@ def report(runs: Path, out_json: Path, out_png: Path) -> dict:
     fig.tight_layout()
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=90)
-    cpu = next((l.split(":", 1)[1].strip() for l in subprocess.run(["lscpu"], capture_output=True, text=True)
-                .stdout.splitlines() if l.startswith("Model name")), platform.processor())
+    cpu = cpu_name()
     finals = {n: json.loads((runs / n / "eval-final.json").read_text()) for n in curves
               if (runs / n / "eval-final.json").exists()}
     result = {"issues": [7, 11], "paired_final": paired(finals) if "teacher" in finals else [], "runs": {n: {"label": LABELS[n], "config": f"configs/experiments/{n}.yaml",

@@ -288,27 +288,31 @@ def _score_clip(
     """Model and static-baseline scores, and the real frames' observations.
 
     `reference` (real observations and baseline scores from an earlier call on the same frames) skips the
-    model-independent half of the work; the source's observations are cached per face box.
+    model-independent half of the work.
     """
-    if reference is not None and len(reference[0]) == len(frames):
-        reals, base_scores = reference
-        model_scores = [compare(real_float, real, generated, observe_generated(faces, to_uint8(generated), real))
-                        for real_float, real, generated in zip(frames, reals, predictions)]
-        return model_scores, base_scores, reals
+    if reference is None or len(reference[0]) != len(frames):
+        reference = _reference_scores(faces, frames)
+    reals, base_scores = reference
+    model_scores = [compare(real_float, real, generated, observe_generated(faces, to_uint8(generated), real))
+                    for real_float, real, generated in zip(frames, reals, predictions)]
+    return model_scores, base_scores, reals
+
+
+def _reference_scores(faces: Any, frames: list[np.ndarray]) -> tuple[list[FaceObservation], list[FrameScore]]:
+    """dlib's observation of every real frame and the static baseline's scores (source observations are
+    cached per face box)."""
     source = frames[0]
     source8 = to_uint8(source)
     source_cache: dict[tuple, FaceObservation] = {}
-    model_scores, base_scores, reals = [], [], []
-    for real_float, generated in zip(frames, predictions):
+    reals, base_scores = [], []
+    for real_float in frames:
         real = faces.observe(to_uint8(real_float))
         reals.append(real)
-        generated_obs = observe_generated(faces, to_uint8(generated), real)
-        model_scores.append(compare(real_float, real, generated, generated_obs))
         key = (real.box, real.detected)
         if key not in source_cache:
             source_cache[key] = observe_generated(faces, source8, real)
         base_scores.append(compare(real_float, real, source, source_cache[key]))
-    return model_scores, base_scores, reals
+    return reals, base_scores
 
 
 def _resolve_model(checkpoint_or_model: Any, config: Any, device: str | None) -> tuple[Any, str]:

@@ -134,6 +134,15 @@ def pick_device(requested: str | None, local_rank: int) -> torch.device:
     return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
 
 
+def _distributed(module: nn.Module, dist_info: Dist, device: torch.device, **options) -> nn.Module:
+    """The module wrapped in DistributedDataParallel under torchrun; itself in a single process."""
+    if dist_info.world_size <= 1:
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None, **options)
+
+
 def sync_buffers(module: nn.Module, dist_info: Dist) -> None:
     """BatchNorm running stats from rank 0 (DDP syncs them at each forward, so the last step leaves them apart)."""
     if dist_info.world_size <= 1:
@@ -414,22 +423,9 @@ def train(config: TrainConfig, data: str | Path, out: str | Path, resume: bool =
 
     if dist_info.world_size > 1 and dev.type == "cuda":
         tm = nn.SyncBatchNorm.convert_sync_batchnorm(tm)
-    net: nn.Module = tm
-    if dist_info.world_size > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        find_unused = config.teacher.enabled and start_step < config.teacher.warmup_steps
-        net = DistributedDataParallel(
-            tm, device_ids=[dev.index] if dev.type == "cuda" else None, find_unused_parameters=find_unused
-        )
-    adversary_net = None
-    if adversary is not None:
-        adversary_net = adversary.module
-        if dist_info.world_size > 1:
-            from torch.nn.parallel import DistributedDataParallel
-
-            adversary_net = DistributedDataParallel(adversary.module,
-                                                    device_ids=[dev.index] if dev.type == "cuda" else None)
+    find_unused = config.teacher.enabled and start_step < config.teacher.warmup_steps
+    net = _distributed(tm, dist_info, dev, find_unused_parameters=find_unused)
+    adversary_net = _distributed(adversary.module, dist_info, dev) if adversary is not None else None
 
     dataset = PairDataset(data, "train", config.image_size, config.seed, True, config.flip_probability,
                           config.color_jitter, config.max_frame_distance)

@@ -69,10 +69,8 @@ class EngineResult:
     error: str | None = None
 
 
-def hardware() -> dict:
-    import onnxruntime
-    import torch
-
+def cpu_name() -> str:
+    """The CPU model as lscpu names it (platform.processor() where lscpu is missing)."""
     cpu = platform.processor()
     try:
         for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout.splitlines():
@@ -80,8 +78,15 @@ def hardware() -> dict:
                 cpu = line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return cpu
+
+
+def hardware() -> dict:
+    import onnxruntime
+    import torch
+
     info = {
-        "cpu": cpu,
+        "cpu": cpu_name(),
         "cores_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__,
