@@ -1,8 +1,12 @@
-"""Golden tests: our FOMM reproduces the upstream code's outputs on ../shared/reference/fomm/small_case."""
+"""Golden tests: our FOMM reproduces the upstream code's outputs on ../shared/reference/fomm/small_case.
+
+REENACT_TEST_DEVICE=cuda runs the same comparison on a GPU (TF32 off, so the 1e-4 tolerance still holds).
+"""
 
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -11,6 +15,7 @@ import torch
 from models import ModelConfig, build_model, from_upstream_params, normalize_kp
 
 TOL = 1e-4
+DEVICE = torch.device(os.environ.get("REENACT_TEST_DEVICE", "cpu"))
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +39,11 @@ def outputs(case):
     for part in ("kp_detector", "generator"):
         state = {k.split("/", 1)[1]: torch.from_numpy(v) for k, v in data.items() if k.startswith(part + "/")}
         getattr(model, part).load_state_dict(state, strict=True)
-    model.eval()
-    frames = torch.from_numpy(data["input/frames"]).float().div(255).permute(0, 3, 1, 2)
+    model.eval().to(DEVICE)
+    if DEVICE.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    frames = torch.from_numpy(data["input/frames"]).float().div(255).permute(0, 3, 1, 2).to(DEVICE)
     source, driving_initial, driving = frames[0:1], frames[1:2], frames[2:3]
     with torch.no_grad():
         kp_source = model.kp_detector(source)
@@ -73,6 +81,6 @@ def test_every_stored_output_is_checked(case, outputs):
 def test_matches_upstream(case, outputs, key):
     _, data = case
     expected = data[key]
-    got = outputs[key].numpy()
+    got = outputs[key].cpu().numpy()
     assert got.shape == expected.shape
     assert np.abs(got - expected).max() <= TOL, f"{key}: max abs diff {np.abs(got - expected).max():.2e}"

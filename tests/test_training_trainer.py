@@ -204,3 +204,19 @@ def test_trainer_applies_the_occlusion_init_even_with_resume(data_dir: Path, tmp
                     resume=True, device="cpu")  # --resume on an empty run folder: a fresh start
     biases = [v for k, v in summary["state"].items() if "occlusion_restoration.heads" in k and k.endswith("bias")]
     assert len(biases) == 3 and abs(float(biases[0]) - 3.0) > 1 and all(abs(float(b) - 3.0) < 0.01 for b in biases[1:])
+
+
+def test_init_step_continues_the_schedule_from_published_weights(data_dir: Path, tmp_path: Path) -> None:
+    """A run whose last.pt is gone (only its .safetensors came back) continues at its step, not at 0."""
+    import csv
+
+    first = tmp_path / "first"
+    train(tiny_config(max_steps=3, val_every=0), data_dir, first, device="cpu")
+    run = tmp_path / "run"
+    summary = train(tiny_config(max_steps=6, val_every=0, lr=1e-3, lr_milestones=(4 / 6,)), data_dir, run,
+                    init=first / "final.safetensors", device="cpu", options=TrainOptions(init_step=3))
+    assert summary["steps"] == 6
+    with open(run / "metrics.csv") as handle:
+        lrs = {int(r["step"]): float(r["value"]) for r in csv.DictReader(handle) if r["name"] == "lr"}
+    assert min(lrs) == 4, "steps before the init step must not be trained again"
+    assert lrs[4] == pytest.approx(1e-4) and lrs[6] == pytest.approx(1e-4)

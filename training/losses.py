@@ -124,6 +124,10 @@ class ReconstructionLoss(nn.Module):
         self.weights = weights
 
     def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        with torch.autocast(prediction.device.type, enabled=False):  # SSIM's variances cancel to NaN in bf16
+            return self._losses(prediction.float(), target.float())
+
+    def _losses(self, prediction: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         pred, real = self.pyramid(prediction), self.pyramid(target)
         w = self.weights
         losses: dict[str, torch.Tensor] = {}
@@ -187,7 +191,18 @@ class RandomTPS:
 
 def equivariance_losses(kp_driving: dict, kp_transformed: dict, tps: RandomTPS, weight_value: float,
                         weight_jacobian: float) -> dict[str, torch.Tensor]:
-    """Keypoints of the warped frame, mapped back by T, must equal the frame's keypoints (and jacobians)."""
+    """Keypoints of the warped frame, mapped back by T, must equal the frame's keypoints (and jacobians).
+
+    Computed in fp32 even under autocast: the 2x2 inverses and products lose the signal in bf16."""
+    device = kp_driving["value"].device.type
+    with torch.autocast(device, enabled=False):
+        kp_driving = {k: v.float() for k, v in kp_driving.items()}
+        kp_transformed = {k: v.float() for k, v in kp_transformed.items()}
+        return _equivariance_terms(kp_driving, kp_transformed, tps, weight_value, weight_jacobian)
+
+
+def _equivariance_terms(kp_driving: dict, kp_transformed: dict, tps: RandomTPS, weight_value: float,
+                        weight_jacobian: float) -> dict[str, torch.Tensor]:
     losses = {}
     if weight_value:
         mapped = tps.warp(kp_transformed["value"])

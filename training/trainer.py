@@ -324,6 +324,7 @@ class TrainOptions:
     eval_data: str = ""  # folder with test/ for the dlib evaluation (default: the training data's)
     stop_after_s: float = 0.0  # stop (with a checkpoint) after this many seconds of this invocation
     stop_at_step: int = 0  # stop (with a checkpoint) at this step; the schedule still follows max_steps
+    init_step: int = 0  # with `init`: the step the weights reached, so LR and teacher schedules continue there
 
 
 class _StopOnSignal:
@@ -372,6 +373,9 @@ def train(config: TrainConfig, data: str | Path, out: str | Path, resume: bool =
     dev = pick_device(device, local_rank)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: pick the fastest convolution kernels once
+        torch.backends.cuda.matmul.allow_tf32 = True  # the fp32 parts outside autocast
+        torch.backends.cudnn.allow_tf32 = True
     dist_info = setup_distributed(dev)
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -420,6 +424,11 @@ def train(config: TrainConfig, data: str | Path, out: str | Path, resume: bool =
         log.info("resumed from %s at step %d", last_path, start_step)
     elif resume:
         log.info("no checkpoint at %s: starting from scratch", last_path)
+    if init and options.init_step and start_step == 0:
+        start_step = options.init_step
+        scheduler.last_epoch = start_step
+        _apply_schedule(optimizer, scheduler, config, milestones, start_step)
+        log.info("--init weights continue at step %d (fresh optimizer)", start_step)
 
     if dist_info.world_size > 1 and dev.type == "cuda":
         tm = nn.SyncBatchNorm.convert_sync_batchnorm(tm)
@@ -450,7 +459,8 @@ def train(config: TrainConfig, data: str | Path, out: str | Path, resume: bool =
     running: dict[str, float] = {}
     running_n = 0
     step = start_step
-    bar = tqdm(total=config.max_steps, initial=start_step, desc="train", unit="it", disable=not dist_info.main)
+    bar = tqdm(total=config.max_steps, initial=start_step, desc="train", unit="it",
+               disable=None if dist_info.main else True)  # None: no bar in logs (non-TTY), one in a terminal
     batches = iter(loader)
     eval_ok = bool(options.eval_every)  # turns False if dlib evaluation is unavailable
     eval_cache = _reference_cache() if eval_ok else None

@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--video", help="driving video for real frames (default: synthetic frames)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: all available)")
     p.add_argument("--no-baseline", action="store_true", help="skip the eager full-recompute baseline")
+    p.add_argument("--baseline-device", default="cpu", choices=("cpu", "cuda"),
+                   help="where the eager fp32 baseline runs (cuda: compare GPU engines against the GPU)")
     p.add_argument("--no-memory", action="store_true", help="skip the per-engine peak-RSS subprocesses")
     p.add_argument("--json", help="write the full report as JSON here")
     p.set_defaults(func=run)
@@ -46,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         video=args.video,
         threads=args.threads,
         baseline=not args.no_baseline,
+        baseline_device=args.baseline_device,
         memory=not args.no_memory,
     )
     report = run_benchmark(config, progress=lambda msg: log.info(msg))

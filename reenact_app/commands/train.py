@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="run folder (checkpoints, samples, metrics.csv)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt if it exists")
     p.add_argument("--init", type=Path, help="start from these model weights (.safetensors), fresh optimizer")
+    p.add_argument("--init-step", type=int, default=0,
+                   help="with --init: continue the schedule (LR, teacher) from this step instead of 0, e.g. the "
+                   "weights' own step when their run's last.pt is gone")
     p.add_argument("--no-teacher", action="store_true", help="disable the landmark teacher (paper-faithful)")
     p.add_argument("--gan", action="store_true",
                    help="add FOMM vox-adv's patch discriminator: LSGAN + feature matching (config key gan:)")
@@ -77,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     options = TrainOptions(
         publish=str(args.publish or ""), eval_every=args.eval_every, eval_clips=args.eval_clips,
         eval_frames=args.eval_frames, eval_spread=args.eval_spread, eval_data=str(args.eval_data or ""),
-        stop_after_s=args.stop_after * 60, stop_at_step=args.stop_at_step,
+        stop_after_s=args.stop_after * 60, stop_at_step=args.stop_at_step, init_step=args.init_step,
     )
     result = train(config, args.data, args.out, resume=args.resume, init=args.init, device=args.device, options=options)
     result.pop("state", None)

@@ -38,6 +38,7 @@ class BenchConfig:
     video: str | None = None  # real driving frames (speed barely depends on content)
     threads: int = 0
     baseline: bool = True
+    baseline_device: str = "cpu"  # "cuda": the eager fp32 baseline on the GPU, to compare GPU engines fairly
     memory: bool = True
     cache_dir: str | None = None
 
@@ -156,13 +157,18 @@ class _Baseline:
 
     name = BASELINE
 
-    def __init__(self, model, avatar: np.ndarray):
+    def __init__(self, model, avatar: np.ndarray, device: str = "cpu"):
         import torch
 
         from reenact_app.engines.torch_engine import to_tensor
 
-        self.torch, self.model = torch, model.eval().to("cpu", torch.float32)
-        self.source = to_tensor(avatar, torch.device("cpu"), torch.float32)
+        self.device = torch.device(device)
+        if self.device.type != "cpu":  # a copy: the caller's CPU model still feeds the other engines' exports
+            import copy
+
+            model = copy.deepcopy(model)
+        self.torch, self.model = torch, model.eval().to(self.device, torch.float32)
+        self.source = to_tensor(avatar, self.device, torch.float32)
         self.to_tensor = to_tensor
         self.initial = None
         self.times: dict[str, list[float]] = {"frame": [], "frame_cpu": []}
@@ -173,7 +179,7 @@ class _Baseline:
         torch = self.torch
         c0, t0 = time.process_time(), time.perf_counter()
         with torch.inference_mode():
-            driving = self.to_tensor(frame, torch.device("cpu"), torch.float32)
+            driving = self.to_tensor(frame, self.device, torch.float32)
             kp_source = self.model.kp_detector(self.source)
             kp_driving = self.model.kp_detector(driving)
             if self.initial is None:
@@ -181,7 +187,7 @@ class _Baseline:
             kp_norm = normalize_kp(kp_source, kp_driving, self.initial, adapt_movement_scale=True,
                                    use_relative_movement=True, use_relative_jacobian=True)
             prediction = self.model.generator(self.source, kp_norm, kp_source)["prediction"]
-            prediction.mul(255).byte()
+            prediction.mul(255).byte().cpu()  # the frame back in host memory, as every engine returns it
         if record:
             self.times["frame"].append(time.perf_counter() - t0)
             self.times["frame_cpu"].append(time.process_time() - c0)
@@ -273,8 +279,9 @@ def run_benchmark(config: BenchConfig, progress: Callable[[str], None] | None = 
         runners: list = []
         results: dict[str, EngineResult] = {}
         if config.baseline:
-            runners.append(_Baseline(model, avatar))
-            results[BASELINE] = EngineResult(label, BASELINE, "PyTorch cpu fp32 eager, full recompute per frame")
+            runners.append(_Baseline(model, avatar, config.baseline_device))
+            results[BASELINE] = EngineResult(
+                label, BASELINE, f"PyTorch {config.baseline_device} fp32 eager, full recompute per frame")
         options = EngineOptions(threads=config.threads, cache_dir=config.cache_dir, runtime_fallback=False)
         if any(name.startswith("onnxruntime") for name in config.engines):
             _prepare_onnx(model, options, frames, "onnxruntime-int8" in config.engines)
