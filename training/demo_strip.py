@@ -78,7 +78,8 @@ def main() -> None:
     args = p.parse_args()
     strip = render(args.checkpoint, args.driving, args.avatar, args.every, args.count)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(args.output), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))
+    quality = [cv2.IMWRITE_JPEG_QUALITY, 88] if args.output.suffix.lower() in (".jpg", ".jpeg") else []
+    cv2.imwrite(str(args.output), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR), quality)  # 88: keeps the repo lean
     print(args.output)
 
 
