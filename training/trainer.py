@@ -423,7 +423,7 @@ def train(config: TrainConfig, data: str | Path, out: str | Path, resume: bool =
             best = {}  # a new training resolution: scores are not comparable, pick the best afresh
         log.info("resumed from %s at step %d", last_path, start_step)
     elif resume:
-        log.info("no checkpoint at %s: starting from scratch", last_path)
+        log.info("no checkpoint at %s: starting from %s", last_path, f"--init {init}" if init else "scratch")
     if init and options.init_step and start_step == 0:
         start_step = options.init_step
         scheduler.last_epoch = start_step
