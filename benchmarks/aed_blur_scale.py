@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from training.dataset import load_frames, scan_clips
+from training.evaluate import spread_indices
 from training.metrics import compare, load_face_models, observe_generated
 
 
@@ -39,8 +40,7 @@ def main() -> int:
     sums = {s: {"l1": [], "akd": [], "aed": []} for s in args.sigmas}
     started = time.monotonic()
     for clip in clips:
-        indices = np.linspace(0, clip.num_frames - 1, args.frames).round().astype(int).tolist()
-        for rgb in load_frames(clip, indices):
+        for rgb in load_frames(clip, spread_indices(clip.num_frames, args.frames)):
             real = models.observe(rgb)
             if not real.detected:
                 continue

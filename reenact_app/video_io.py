@@ -100,10 +100,20 @@ def check_writable(path: str | Path) -> Path:
 class VideoWriter:
     """mp4 writer for uint8 RGB frames of one fixed size. Use as a context manager."""
 
-    def __init__(self, path: str | Path, fps: float, size: tuple[int, int], codec: str = "auto"):
+    # H.264 encoder settings (not used by the mp4v fallback): the recorder's defaults favour speed; packing
+    # training data asks for slow + yuv444p for fidelity.
+    crf: int = 18
+    preset: str = "veryfast"
+    pix_fmt: str = "yuv420p"
+
+    def __init__(self, path: str | Path, fps: float, size: tuple[int, int], codec: str = "auto",
+                 crf: int | None = None, preset: str | None = None, pix_fmt: str | None = None):
         self.path = check_writable(path)
         self.fps = float(fps)
         self.width, self.height = size
+        self.crf = self.crf if crf is None else crf
+        self.preset = preset or self.preset
+        self.pix_fmt = pix_fmt or self.pix_fmt
         self.frames = 0
         self.codec = ""
         self._ffmpeg = None
@@ -121,12 +131,13 @@ class VideoWriter:
         except ImportError:
             log.info("imageio-ffmpeg not installed: writing mp4v with OpenCV")
             return None
-        if self.width % 2 or self.height % 2:
+        if self.pix_fmt == "yuv420p" and (self.width % 2 or self.height % 2):
             return None  # yuv420p needs even sizes
         writer = imageio_ffmpeg.write_frames(
             str(self.path), (self.width, self.height), fps=self.fps, codec="libx264", pix_fmt_in="rgb24",
-            pix_fmt_out="yuv420p", quality=None, bitrate=None,
-            output_params=["-crf", "18", "-preset", "veryfast"], macro_block_size=1, ffmpeg_log_level="error",
+            pix_fmt_out=self.pix_fmt, quality=None, bitrate=None,
+            output_params=["-crf", str(self.crf), "-preset", self.preset], macro_block_size=1,
+            ffmpeg_log_level="error",
         )
         try:
             writer.send(None)  # starts ffmpeg; fails here if the codec is missing

@@ -1,8 +1,8 @@
 """Pack prepared training data small enough to carry to a GPU machine, and unpack it there.
 
 Why: a prepared dataset is PNG frame folders plus float32 landmarks (2.2 GB for the 96 shared training
-clips); a rented GPU machine often takes only tens of MB. Frames travel as H.264 (ffmpeg's libx264 when an
-ffmpeg binary is found: PATH or the imageio-ffmpeg package; else OpenCV's MPEG-4 encoder, larger and lossier),
+clips); a rented GPU machine often takes only tens of MB. Frames travel as H.264 (libx264 through imageio-ffmpeg,
+a project dependency; OpenCV's MPEG-4 encoder, larger and lossier, only if that is missing),
 landmarks as 1/16-pixel integers, delta-coded over time and LZMA-compressed (0.03 px worst-case error).
 Unpacking writes the ordinary prepared layout back (PNG folders, landmarks/<clip>.npz, manifest.json), so the
 trainer reads it unchanged.
@@ -19,8 +19,6 @@ import io
 import json
 import logging
 import lzma
-import shutil
-import subprocess
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -35,37 +33,14 @@ log = logging.getLogger(__name__)
 LANDMARK_SCALE = 16  # landmark unit in the bundle: 1/16 pixel
 
 
-def find_ffmpeg() -> str | None:
-    """An ffmpeg executable with libx264, or None (then OpenCV's encoder is used)."""
-    exe = shutil.which("ffmpeg")
-    if exe:
-        return exe
-    try:
-        import imageio_ffmpeg
-
-        return imageio_ffmpeg.get_ffmpeg_exe()
-    except Exception:
-        return None
-
-
 def encode_video(frames: list[np.ndarray], path: Path, crf: int, fps: float = 25.0) -> None:
-    """RGB uint8 frames -> mp4 (H.264 4:4:4 at `crf` with ffmpeg, else OpenCV mp4v)."""
-    h, w = frames[0].shape[:2]
-    exe = find_ffmpeg()
-    if exe:
-        cmd = [exe, "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
-               "-r", str(fps), "-i", "-", "-c:v", "libx264", "-preset", "slow", "-crf", str(crf),
-               "-pix_fmt", "yuv444p", str(path)]
-        subprocess.run(cmd, input=np.ascontiguousarray(np.stack(frames)).tobytes(), check=True)
-        return
-    import cv2
+    """RGB uint8 frames -> mp4: H.264 4:4:4 at `crf` (imageio-ffmpeg), else OpenCV's mp4v (the app's writer)."""
+    from reenact_app.video_io import VideoWriter
 
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    if not writer.isOpened():
-        raise MediaError(f"can't write {path}: no ffmpeg and OpenCV has no mp4v encoder")
-    for frame in frames:
-        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    writer.release()
+    h, w = frames[0].shape[:2]
+    with VideoWriter(path, fps, (w, h), crf=crf, preset="slow", pix_fmt="yuv444p") as writer:
+        for frame in frames:
+            writer.write(frame)
 
 
 def encode_landmarks(landmarks: np.ndarray, found: np.ndarray) -> bytes:
