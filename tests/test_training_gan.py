@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
@@ -57,9 +59,35 @@ def test_discriminator_learns_to_separate_real_from_fake() -> None:
     assert history[-1] < 0.3 * history[0], history
 
 
+def test_generator_ramp_follows_discriminator_updates_and_resumes() -> None:
+    from training.trainer import _AdversaryState
+
+    config = TrainConfig(gan=GanConfig(enabled=True, block_expansion=8, max_features=32, num_blocks=2,
+                                       feature_matching=(1.0, 1.0), warmup_steps=4))
+    adversary = _AdversaryState.build(config, torch.device("cpu"))
+    real, fake = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    weights = []
+    for _ in range(5):
+        weights.append(adversary.generator_weight)
+        adversary.step(real, fake, adversary.module, 1e-3, contextlib.nullcontext)
+    assert weights == [0.0, 0.25, 0.5, 0.75, 1.0]
+    resumed = _AdversaryState.build(config, torch.device("cpu"))
+    state = adversary.state_dict()
+    state["discriminator_updates"] = torch.tensor(2)
+    resumed.load(state, config)
+    assert resumed.generator_weight == 0.5
+    del state["discriminator_updates"]  # a state from before the ramp existed: its discriminator is trained
+    resumed.load(state, config)
+    assert resumed.generator_weight == 1.0
+    no_ramp = _AdversaryState.build(config.replace(gan=GanConfig(enabled=True)), torch.device("cpu"))
+    assert no_ramp.generator_weight == 1.0
+
+
 def test_gan_config_bounds() -> None:
     with pytest.raises(ConfigError, match="gan"):
         TrainConfig.from_dict({"gan": {"enabled": True, "num_blocks": 0}})
     with pytest.raises(ConfigError):
         TrainConfig.from_dict({"gan": {"enabled": True, "scales": [2.0]}})
+    with pytest.raises(ConfigError, match="warmup"):
+        TrainConfig.from_dict({"gan": {"enabled": True, "warmup_steps": -1}})
     assert TrainConfig.from_dict({"gan": {"enabled": True}}).gan.enabled

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# One short GPU lease, used fully: CUDA golden parity, a time-boxed training burst that resumes a CPU run,
-# and the GPU benchmark against the eager CUDA baseline. Every result lands in $OUT as it is made, so a
-# lease cut short still returns the phases that finished. This is what ran on the H100 in session 3.
+# One short GPU lease, used fully: CUDA golden parity, time-boxed training bursts that resume a run, and
+# the GPU benchmark against the eager CUDA baseline. Every result lands in $OUT as it is made, so a lease
+# cut short still returns the phases that finished. Session 3 ran it on an H100, session 4 on an H200.
 #
 # Before the lease (here, on the CPU machine):
 #   python -m training.transport pack --data /work/prepared/shared256 --out .gpu/data --frame-step 2
@@ -10,50 +10,79 @@
 #   cp RUN/config.yaml .gpu/gpu.yaml, then set batch_size, num_workers, lr_milestones: [] for the burst
 # On the GPU machine (carry .gpu):
 #   OUT=/some/dir bash tools/gpu_session.sh
-# Phases are TAG:SECONDS:LR (each resumes the last; each writes TAG.safetensors; at most 3 phases, as a
-# lease returns 8 files). Then evaluate the files back on the CPU machine with `reenact evaluate`, publish
-# the best, and keep last-bf16.pt.gz: `gunzip -c last-bf16.pt.gz > RUN/checkpoints/last.pt` resumes there.
+# Phases are TAG:SECONDS:LR (each resumes the last; each writes ARM-TAG.safetensors). ARMS are NAME:FLAGS
+# (FLAGS are extra `train` flags joined by commas, e.g. gan:--config,.gpu/gpu-gan.yaml): each arm trains
+# from the same last.pt in its own process, all at once on the one GPU, splitting the CPU's workers.
+# A lease returns 8 files: arms x phases + 2 must fit (logs, metrics and samples come as one logs.tar.gz).
+# WARM=1 skips the setup and continues the arms' runs left on a machine still warm from the last call.
+# Then evaluate the files back on the CPU machine with `reenact evaluate`, publish the best, and keep
+# FIRSTARM-last-bf16.pt.gz: `gunzip -c plain-last-bf16.pt.gz > RUN/checkpoints/last.pt` resumes there.
 set -u
 cd "$(dirname "$0")/.."
 DEV="${DEV:-cuda}"                       # DEV=cpu SCALE=0.05: a local smoke run of the whole script
 SCALE="${SCALE:-1}"                      # multiplies every phase's seconds
 PHASES="${PHASES:-A1:150:2e-4 A2:120:2e-4 B:90:2e-5}"
+ARMS="${ARMS:-plain:}"
 BUNDLE="${BUNDLE:-.gpu}"
+WARM="${WARM:-0}"
+BENCH="${BENCH:-1}"
+jobs_started=()
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD" REENACT_CACHE=/tmp/reenact-cache
-RUN=/tmp/gpu-session-run; DATA=/tmp/gpu-session-data
-exec > >(tee -a "$OUT/run.log") 2>&1
+RUNS=/tmp/gpu-session-runs; DATA=/tmp/gpu-session-data; LOGS=/tmp/gpu-session-logs  # logs: one tar back
+[ "$WARM" = 1 ] || rm -rf "$LOGS"; mkdir -p "$LOGS"
+exec > >(tee -a "$LOGS/run.log") 2>&1
+read -r -a arms <<<"$ARMS"
+cores=$(nproc); workers=$(( cores / ${#arms[@]} - 2 )); (( workers < 1 )) && workers=1
 
 date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>/dev/null
-python3 -c "import torch, cv2; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'cv2', cv2.__version__)"
-rm -rf "$RUN" "$DATA"; mkdir -p "$RUN/checkpoints"; cp "$BUNDLE/ckpt/last.pt" "$RUN/checkpoints/last.pt"
-python3 -m training.transport unpack --bundle "$BUNDLE/data" --out "$DATA" --workers "$(nproc)" || exit 1
+if [ "$WARM" != 1 ]; then
+  python3 -c "import torch, cv2; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'cv2', cv2.__version__)"
+  rm -rf "$RUNS" "$DATA"
+  python3 -m training.transport unpack --bundle "$BUNDLE/data" --out "$DATA" --workers "$cores" || exit 1
+  for spec in "${arms[@]}"; do
+    mkdir -p "$RUNS/${spec%%:*}/checkpoints"; cp "$BUNDLE/ckpt/last.pt" "$RUNS/${spec%%:*}/checkpoints/last.pt"
+  done
+  # golden parity on the device, beside the training (it needs the GPU for seconds)
+  REENACT_SHARED="$(realpath "$BUNDLE")/shared" REENACT_TEST_DEVICE=$DEV timeout 120 python3 -m pytest -q \
+    -p no:cacheprovider -o addopts="" tests/test_models_golden.py >"$LOGS/golden-$DEV.log" 2>&1 &
+  jobs_started=($!)
+fi
 
-echo "== golden parity on $DEV"
-REENACT_SHARED="$PWD/$BUNDLE/shared" REENACT_TEST_DEVICE=$DEV timeout 120 \
-  python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/test_models_golden.py 2>&1 | tail -3
-
-AMP=""
-phase() {  # TAG SECONDS LR
-  local minutes; minutes=$(python3 -c "print($2 * $SCALE / 60)")
-  timeout $(( $2 + 90 )) python3 -m reenact_app.cli train --config "$BUNDLE/gpu.yaml" --data "$DATA" --out "$RUN" \
-    --resume --device "$DEV" --stop-after "$minutes" --lr "$3" $AMP
+phase() {  # ARM FLAGS TAG SECONDS LR [--no-amp]
+  local run="$RUNS/$1" minutes; minutes=$(python3 -c "print($4 * $SCALE / 60)")
+  # shellcheck disable=SC2046  # FLAGS are split on commas on purpose
+  timeout $(( $4 + 90 )) python3 -m reenact_app.cli train --config "$BUNDLE/gpu.yaml" --data "$DATA" --out "$run" \
+    --resume --device "$DEV" --stop-after "$minutes" --lr "$5" --workers "$workers" $(tr , ' ' <<<"$2") "${@:6}" \
+    >>"$LOGS/$1.log" 2>&1
   local rc=$?
-  [ -f "$RUN/final.safetensors" ] && mv "$RUN/final.safetensors" "$OUT/$1.safetensors"
-  cp "$RUN/metrics.csv" "$OUT/metrics.csv" 2>/dev/null
-  echo "== phase $1 rc=$rc"; return $rc
+  [ -f "$run/final.safetensors" ] && mv "$run/final.safetensors" "$OUT/$1-$3.safetensors"
+  cp "$run/metrics.csv" "$LOGS/$1-metrics.csv" 2>/dev/null
+  echo "== $1 phase $3 rc=$rc $(date -u +%T)"; return $rc
 }
-for spec in $PHASES; do
-  IFS=: read -r tag secs lr <<<"$spec"
-  phase "$tag" "$secs" "$lr" || { [ -z "$AMP" ] && echo "retrying without bf16 autocast" && AMP="--no-amp" \
-                                   && phase "$tag" "$secs" "$lr"; }
-done
-last=$(ls "$RUN/samples" 2>/dev/null | tail -1); [ -n "$last" ] && cp "$RUN/samples/$last" "$OUT/sample.png"
-# The resumable state, small enough to come back (16 MiB per file): the next lease continues from it.
-python3 -m training.transport slim --state "$RUN/checkpoints/last.pt" --out "$OUT/last-bf16.pt.gz"
+arm() {  # NAME FLAGS: its phases in order; one retry without bf16 autocast if a phase fails
+  local amp=()
+  for spec in $PHASES; do
+    IFS=: read -r tag secs lr <<<"$spec"
+    phase "$1" "$2" "$tag" "$secs" "$lr" "${amp[@]}" || { [ ${#amp[@]} = 0 ] && echo "$1: retrying without bf16" \
+      && amp=(--no-amp) && phase "$1" "$2" "$tag" "$secs" "$lr" "${amp[@]}"; }
+  done
+}
+for spec in "${arms[@]}"; do arm "${spec%%:*}" "${spec#*:}" & jobs_started+=($!); done
+wait "${jobs_started[@]}"  # not a bare `wait`: that would also wait for the log's tee, forever
 
-if [ "$DEV" = cuda ]; then
+first="${arms[0]%%:*}"
+for spec in "${arms[@]}"; do
+  last=$(ls "$RUNS/${spec%%:*}/samples" 2>/dev/null | tail -1)
+  [ -n "$last" ] && cp "$RUNS/${spec%%:*}/samples/$last" "$LOGS/${spec%%:*}-sample.png"
+done
+# The resumable state, small enough to come back (16 MiB per file): the next lease continues from it.
+python3 -m training.transport slim --state "$RUNS/$first/checkpoints/last.pt" --out "$OUT/$first-last-bf16.pt.gz"
+
+if [ "$DEV" = cuda ] && [ "$BENCH" = 1 ]; then
   echo "== benchmark (eager fp32 CUDA baseline, same run)"
   timeout 100 python3 -m reenact_app.cli bench --preset paper-rt --preset fomm-vox256 --engine torch-cuda \
-    --baseline-device cuda --frames 40 --no-memory --json "$OUT/bench.json" 2>&1 | tail -8
+    --baseline-device cuda --frames 40 --no-memory --json "$LOGS/bench.json" 2>&1 | tail -8
 fi
+echo "== golden parity on $DEV: $(tail -1 "$LOGS/golden-$DEV.log" 2>/dev/null)"
 date -u
+tar -C "$LOGS" -czf "$OUT/logs.tar.gz" .

@@ -54,6 +54,10 @@ class GanConfig:
     spectral_norm: bool = True
     adversarial_weight: float = 1.0  # LSGAN term of the generator (and scale of the discriminator loss)
     feature_matching: tuple[float, ...] = (10.0, 10.0, 10.0, 10.0)  # L1 per discriminator block
+    # Discriminator updates over which the generator's adversarial and feature-matching terms ramp up
+    # linearly from 0. Why: a discriminator added to trained weights starts random, and its large early
+    # scores would otherwise steer the generator before it has learned anything (0: FOMM, full at once).
+    warmup_steps: int = 0
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,8 @@ class TrainConfig:
         if gan.enabled and (not 1 <= gan.num_blocks <= 8 or not gan.scales or any(not 0 < x <= 1 for x in gan.scales)
                             or not 1 <= gan.block_expansion <= gan.max_features <= 4096):
             raise ConfigError("gan: num_blocks must be 1..8, scales in (0, 1], 1 <= block_expansion <= max_features")
+        if gan.warmup_steps < 0:
+            raise ConfigError("gan.warmup_steps must be >= 0")
         if self.image_size < 32 or self.batch_size < 1 or self.max_steps < 1:
             raise ConfigError("image_size must be >= 32, batch_size and max_steps >= 1")
 

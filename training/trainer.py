@@ -196,6 +196,8 @@ class _AdversaryState:
 
     module: nn.Module
     optimizer: torch.optim.Optimizer
+    warmup_steps: int = 0
+    updates: int = 0  # discriminator updates so far, saved: the generator's ramp (gan.warmup_steps) resumes
 
     @classmethod
     def build(cls, config: TrainConfig, device: torch.device) -> "_AdversaryState":
@@ -203,10 +205,17 @@ class _AdversaryState:
 
         module = Adversary(config.gan).to(device)
         module.train()
-        return cls(module, torch.optim.Adam(module.parameters(), lr=config.lr, betas=config.betas))
+        optimizer = torch.optim.Adam(module.parameters(), lr=config.lr, betas=config.betas)
+        return cls(module, optimizer, config.gan.warmup_steps)
+
+    @property
+    def generator_weight(self) -> float:
+        """Scale of the generator's adversarial terms now: 0 -> 1 over the first `warmup_steps` updates."""
+        return min(1.0, self.updates / self.warmup_steps) if self.warmup_steps else 1.0
 
     def state_dict(self) -> dict:
-        return {"discriminator": self.module.state_dict(), "optimizer_discriminator": self.optimizer.state_dict()}
+        return {"discriminator": self.module.state_dict(), "optimizer_discriminator": self.optimizer.state_dict(),
+                "discriminator_updates": torch.tensor(self.updates)}
 
     def load(self, state: dict, config: TrainConfig) -> None:
         if "discriminator" not in state:
@@ -214,6 +223,7 @@ class _AdversaryState:
             return
         self.module.load_state_dict(state["discriminator"])
         self.optimizer.load_state_dict(state["optimizer_discriminator"])
+        self.updates = int(state.get("discriminator_updates", self.warmup_steps))  # older states: ramp done
         for group in self.optimizer.param_groups:
             group["betas"] = config.betas
 
@@ -226,6 +236,7 @@ class _AdversaryState:
             losses = net(real, fake, "discriminator")
         sum(losses.values()).backward()
         self.optimizer.step()
+        self.updates += 1
         return {k: float(v.detach()) for k, v in losses.items()}
 
 
@@ -476,7 +487,8 @@ def train(config: TrainConfig, data: str | Path, out: str | Path, resume: bool =
             losses, extras = net(batch, step, dist_info.rank)
             fake = extras["generated"]["prediction"] if "generated" in extras else None
             if adversary_net is not None and fake is not None:
-                losses.update(adversary_net(batch["driving"], fake, "generator"))
+                ramp = adversary.generator_weight
+                losses.update({k: v * ramp for k, v in adversary_net(batch["driving"], fake, "generator").items()})
         total = sum(losses.values())
         optimizer.zero_grad(set_to_none=True)
         total.backward()
