@@ -126,6 +126,45 @@ def test_recorder_writes_decodable_mp4(frames, tmp_path):
     assert _decode(path) == (12, (288, 360, 3))
 
 
+class _Clock:
+    """A settable clock for realtime pacing (arrival times of a slow live pipeline)."""
+
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_realtime_recorder_keeps_wall_time(frames, tmp_path):
+    """A 10 fps pipeline recorded at 25 fps: frames are repeated to fill their time (not played 2.5x fast),
+    the newest of two in one frame interval wins, and the mp4 lasts as long as the call."""
+    arrivals = [0.0, 0.10, 0.11, 0.20, 0.21]  # seconds after the first frame -> slots 0, 2, 2, 5, 5
+    written = []
+
+    class Collect:
+        def __init__(self, *a):
+            pass
+
+        def write(self, rgb):
+            written.append(next(i for i, f in enumerate(frames) if np.array_equal(f, rgb)))
+
+        def close(self):
+            pass
+
+    for factory, path in ((lambda *a: Collect(), tmp_path / "ids.mp4"), (None, tmp_path / "real.mp4")):
+        clock = _Clock()
+        rec = Recorder(RecorderConfig(path, fps=25, realtime=True, block_when_full=True), factory, clock=clock)
+        start = clock.now
+        for i, t in enumerate(arrivals):
+            clock.now = start + t
+            rec.write(frames[i])
+        rec.close()
+        assert rec.error is None and rec.frames_written == 6 and rec.frames_replaced == 2
+    assert written == [0, 0, 2, 2, 2, 4]
+    assert _decode(tmp_path / "real.mp4") == (6, (288, 360, 3))  # 6 frames at 25 fps = 0.24 s of call
+
+
 def test_recorder_side_by_side(frames, tmp_path):
     path = tmp_path / "sbs.mp4"
     rec = Recorder(RecorderConfig(path, fps=25, side_by_side=True, block_when_full=True))

@@ -97,7 +97,9 @@ def run(args: argparse.Namespace) -> int:
     fps = source.fps or 25.0
     recorder = None
     if args.record:
-        recorder = Recorder(RecorderConfig(args.record, fps=fps, side_by_side=args.side_by_side, block_when_full=args.fast))
+        # --fast (lockstep, as fast as inference goes): every frame once; else frames keep their place in time
+        recorder = Recorder(RecorderConfig(args.record, fps=fps, side_by_side=args.side_by_side,
+                                           block_when_full=args.fast, realtime=not args.fast))
         pipe.add_sink(recorder)
     vcam = None
     if args.virtual_camera:

@@ -99,7 +99,8 @@ class OutputsMixin:
         s = self.settings
         size = None if s.record_side_by_side else parse_resolution(s.output_resolution)
         fps = self._source.fps if self._source is not None and self._source.fps else 25.0
-        sink = GatedSink(Recorder(RecorderConfig(path=path, fps=fps, size=size, side_by_side=s.record_side_by_side)))
+        sink = GatedSink(Recorder(RecorderConfig(path=path, fps=fps, size=size, side_by_side=s.record_side_by_side,
+                                                 realtime=True)))
         try:
             self._pipeline.add_sink(sink)
         except ReenactError as exc:

@@ -4,6 +4,12 @@ Encoding runs in its own thread behind a bounded queue, so a slow disk or encode
 call; if the queue is full the frame is dropped from the recording (counted in `frames_dropped`).
 Any write failure (disk full, folder removed, permission) stops the recording with a MediaError
 that the pipeline reports, while the call goes on. The file written so far is finalised if possible.
+
+Live recordings are paced by the clock (`realtime=True`): an mp4 has a constant frame rate, but a live
+pipeline delivers frames at whatever rate inference allows. Writing each frame once at the nominal rate
+made a 12 fps call play back twice as fast; instead each frame holds its place in time (repeated until
+the next one arrives, the newest of several in one frame interval wins), so a minute of call is a minute
+of video. Offline rendering writes every frame once, in order.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -40,6 +47,7 @@ class RecorderConfig:
     side_by_side: bool = False  # driving frame on the left, output on the right
     max_queue: int = 64  # frames waiting for the encoder before new ones are dropped
     block_when_full: bool = False  # True: wait for the encoder instead of dropping (offline rendering)
+    realtime: bool = False  # True: place frames by arrival time (live calls); False: one frame each (offline)
 
 
 class Recorder(Sink):
@@ -48,16 +56,21 @@ class Recorder(Sink):
 
     name = "recorder"
 
-    def __init__(self, config: RecorderConfig, writer_factory: Callable | None = None):
+    def __init__(self, config: RecorderConfig, writer_factory: Callable | None = None,
+                 clock: Callable[[], float] = time.monotonic):
         self.config = config
+        self._clock = clock
         self.path = Path(config.path)
         self._factory = writer_factory or _default_writer
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, config.max_queue))
         self._thread: threading.Thread | None = None
         self._writer = None
         self.size: tuple[int, int] | None = config.size
-        self.frames_written = 0
-        self.frames_dropped = 0
+        self.frames_written = 0  # video frames in the file, repeats included
+        self.frames_dropped = 0  # frames lost to a full encoder queue
+        self.frames_replaced = 0  # realtime: frames superseded by a newer one in the same frame interval
+        self._start_time: float | None = None
+        self._pending: tuple[np.ndarray, int] | None = None  # realtime: the newest frame and its slot
         self.error: str | None = None
         self._closed = False
 
@@ -87,20 +100,43 @@ class Recorder(Sink):
         frame = self._compose(image, driving)
         if self._thread is None:
             self._start()
+        if not self.config.realtime:
+            self._enqueue(frame, 1)
+        else:
+            self._place(frame)
+        if self.error is not None:
+            raise MediaError(self.error)
+
+    def _place(self, frame: np.ndarray) -> None:
+        """Realtime pacing: the frame takes the slot of its arrival time. The previous frame is written
+        once a later slot begins, repeated over the slots nobody else arrived in."""
+        now = self._clock()
+        if self._start_time is None:
+            self._start_time = now
+        slot = int((now - self._start_time) * self.config.fps)
+        if self._pending is not None:
+            previous, previous_slot = self._pending
+            if slot <= previous_slot:
+                self.frames_replaced += 1
+                slot = previous_slot
+            else:
+                self._enqueue(previous, slot - previous_slot)
+        self._pending = (frame, slot)
+
+    def _enqueue(self, frame: np.ndarray, count: int) -> None:
+        item = (frame, count)
         try:
             if self.config.block_when_full:
                 while self._thread.is_alive():
                     try:
-                        self._queue.put(frame, timeout=0.2)
+                        self._queue.put(item, timeout=0.2)
                         break
                     except queue.Full:
                         continue
             else:
-                self._queue.put_nowait(frame)
+                self._queue.put_nowait(item)
         except queue.Full:
-            self.frames_dropped += 1
-        if self.error is not None:
-            raise MediaError(self.error)
+            self.frames_dropped += count
 
     def _start(self) -> None:
         try:
@@ -117,14 +153,16 @@ class Recorder(Sink):
 
     def _run(self) -> None:
         while True:
-            frame = self._queue.get()
-            if frame is _STOP:
+            item = self._queue.get()
+            if item is _STOP:
                 return
             if self.error is not None:
                 continue  # drain
+            frame, count = item
             try:
-                self._writer.write(frame)
-                self.frames_written += 1
+                for _ in range(count):
+                    self._writer.write(frame)
+                    self.frames_written += 1
             except Exception as exc:  # noqa: BLE001 - disk full, pipe closed, fake faults
                 self.error = (
                     f"recording stopped after {self.frames_written} frames: writing {self.path} failed "
@@ -137,6 +175,9 @@ class Recorder(Sink):
         if self._closed:
             return
         self._closed = True
+        if self._pending is not None and self._thread is not None:
+            self._enqueue(self._pending[0], 1)  # the last frame, once (its interval ends with the call)
+            self._pending = None
         if self._thread is not None:
             self._queue.put(_STOP)
             self._thread.join(30.0)
@@ -149,9 +190,10 @@ class Recorder(Sink):
                 log.warning("finishing %s failed: %s", self.path, exc)
         if self._thread is not None:
             log.info(
-                "recording %s: %d frames written, %d dropped%s",
+                "recording %s: %d frames written, %d dropped, %d replaced by newer ones%s",
                 self.path,
                 self.frames_written,
                 self.frames_dropped,
+                self.frames_replaced,
                 f" (error: {self.error})" if self.error else "",
             )
