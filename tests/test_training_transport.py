@@ -106,3 +106,42 @@ def test_slim_training_state_resumes_with_fp32_moments(tmp_path):
         restored = fresh.state_dict()["state"][index]
         assert restored["exp_avg"].dtype == torch.float32
         torch.testing.assert_close(restored["exp_avg"], moments["exp_avg"], rtol=1e-2, atol=1e-6)
+
+
+def test_gpu_session_script_trains_parallel_arms_and_returns_their_files(prepared, tmp_path):
+    """tools/gpu_session.sh end to end on the CPU (DEV=cpu): packed data in, two arms at once (plain and
+    GAN), every file a lease would return out, within the lease's 8-file limit and without hanging."""
+    import os
+    import subprocess
+    import tarfile
+    from pathlib import Path
+
+    import yaml
+
+    from tests.test_training_trainer import tiny_config
+    from training.trainer import train
+
+    repo = Path(__file__).resolve().parents[1]
+    bundle, out = tmp_path / "bundle", tmp_path / "out"
+    pack(prepared, bundle / "data")
+    train(tiny_config(max_steps=1, val_every=0), prepared, tmp_path / "run", device="cpu")
+    (bundle / "ckpt").mkdir()
+    (tmp_path / "run" / "checkpoints" / "last.pt").rename(bundle / "ckpt" / "last.pt")
+    config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    (bundle / "gpu.yaml").write_text(yaml.safe_dump({**config, "max_steps": 10_000}))
+    out.mkdir()
+    env = {**os.environ, "DEV": "cpu", "PHASES": "A:2:2e-4", "ARMS": "plain: gan:--gan", "BUNDLE": str(bundle),
+           "OUT": str(out), "WORK": str(tmp_path / "work"), "BENCH": "0", "GOLDEN": "0"}
+    done = subprocess.run(["bash", str(repo / "tools" / "gpu_session.sh")], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    returned = sorted(p.name for p in out.iterdir())
+    assert returned == ["gan-A.safetensors", "logs.tar.gz", "plain-A.safetensors", "plain-last-bf16.pt.gz"]
+    with tarfile.open(out / "logs.tar.gz") as logs:
+        names = {Path(n).name for n in logs.getnames()}
+        gan_metrics = logs.extractfile(next(m for m in logs.getmembers() if m.name.endswith("gan-metrics.csv")))
+        assert b"generator_gan" in gan_metrics.read()
+    assert {"run.log", "plain.log", "gan.log", "plain-metrics.csv"} <= names
+    from models import load_checkpoint
+
+    assert load_checkpoint(out / "plain-A.safetensors").config == tiny_config().model_config()
