@@ -11,6 +11,7 @@ The runs of configs/experiments/ (same data, model, steps, seed; one switch each
   gan      teacher on + GAN feature matching (vox-adv), the optional term of issue 7
   fomm-rt  the default recipe on plain FOMM modules (same widths): is the shipped paper variant the better one?
   occ-open paper-rt with its 2x/4x occlusion heads initialised open (training.config occlusion_init_bias)
+  face-perceptual  teacher on + the face-mesh perceptual loss (training/face_features.py), the VGG19 stand-in
 Each is `reenact train --config configs/experiments/NAME.yaml --data DATA --out RUNS/NAME --resume
 --eval-every 200 --eval-frames 16 --eval-spread`: the trainer's own dlib evaluation (FOMM protocol, absolute
 keypoints) on the identity-disjoint test split, 16 frames evenly spaced over each clip, every 200 steps, so each
@@ -36,10 +37,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # training.evaluate, reenact_app
 from reenact_app.engines.benchmark import cpu_name  # noqa: E402
 CONFIGS = ROOT / "configs" / "experiments"
-RUNS = ["teacher", "plain", "l1-only", "gan", "fomm-rt", "occ-open"]
+RUNS = ["teacher", "plain", "l1-only", "gan", "fomm-rt", "occ-open", "face-perceptual"]
 LABELS = {"teacher": "teacher (default)", "plain": "plain FOMM (no teacher)", "l1-only": "teacher, L1-only loss",
           "gan": "teacher + GAN feature matching", "fomm-rt": "teacher, fomm-rt (no paper modules)",
-          "occ-open": "teacher, occlusion heads init open"}
+          "occ-open": "teacher, occlusion heads init open", "face-perceptual": "teacher + face-mesh perceptual loss"}
 EVAL_ARGS = ["--eval-every", "200", "--eval-frames", "16", "--eval-spread"]
 METRICS = ("l1", "akd", "aed")
 

@@ -16,6 +16,9 @@ from models.config import ModelConfig, dataclass_from_dict, preset
 from models.errors import ConfigError
 
 
+FACE_PERCEPTUAL_ON = (5.0, 5.0, 5.0, 5.0)  # per tap; a sigma-2 blur costs about 1.5 with these
+
+
 @dataclass(frozen=True)
 class LossWeights:
     """Weights of the reconstruction and equivariance terms (FOMM vox-256 uses perceptual 10 x 5 layers)."""
@@ -26,6 +29,10 @@ class LossWeights:
     gradient: float = 5.0  # L1 of image gradients per pyramid scale
     equivariance_value: float = 10.0
     equivariance_jacobian: float = 10.0
+    # Face-mesh perceptual loss (training/face_features.py): L1 between mediapipe face-mesh CNN activations
+    # of the prediction and the frame, one weight per tap (96/48/24/12 px); () = off. A sharpness term
+    # that needs no download: the stand-in for VGG19 here. `--face-perceptual` sets FACE_PERCEPTUAL_ON.
+    face_perceptual: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -126,6 +133,8 @@ class TrainConfig:
             )
         if any(not 0 <= i < 478 for i in self.teacher.landmark_indices):
             raise ConfigError("teacher.landmark_indices must be mediapipe mesh indices in 0..477")
+        if len(self.loss.face_perceptual) > 4:
+            raise ConfigError("loss.face_perceptual takes at most 4 weights (the face-mesh network's 96/48/24/12 px taps)")
         gan = self.gan
         if gan.enabled and (not 1 <= gan.num_blocks <= 8 or not gan.scales or any(not 0 < x <= 1 for x in gan.scales)
                             or not 1 <= gan.block_expansion <= gan.max_features <= 4096):

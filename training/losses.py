@@ -117,10 +117,11 @@ def gradient_l1(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 class ReconstructionLoss(nn.Module):
     """Sum over pyramid scales of perceptual (if VGG19 given) and/or L1 + (1 - SSIM) + gradient terms."""
 
-    def __init__(self, scales: tuple[float, ...], weights, vgg: VGG19Features | None = None):
+    def __init__(self, scales: tuple[float, ...], weights, vgg: VGG19Features | None = None, face=None):
         super().__init__()
         self.pyramid = ImagePyramid(scales)
         self.vgg = vgg
+        self.face = face  # training.face_features.FaceMeshFeatures when weights.face_perceptual is set
         self.weights = weights
 
     def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -139,6 +140,13 @@ class ReconstructionLoss(nn.Module):
                 for i, weight in enumerate(w.perceptual):
                     total = total + weight * (fp[i] - fr[i]).abs().mean()
             losses["perceptual"] = total
+        if self.face is not None and any(w.face_perceptual):
+            full = max(pred)  # the face-mesh network resizes to 192 px itself: the finest scale only
+            fp = self.face(pred[full])
+            with torch.no_grad():
+                fr = self.face(real[full])
+            losses["face_perceptual"] = sum((wt * (a - b).abs().mean() for wt, a, b in zip(w.face_perceptual, fp, fr)
+                                             if wt), zero)
         if w.l1:
             losses["l1"] = sum((w.l1 * (pred[s] - real[s]).abs().mean() for s in pred), zero)
         if w.ssim:

@@ -40,7 +40,12 @@ class TrainingModel(nn.Module):
         self.kp_detector = kp_detector
         self.generator = generator
         self.config = config
-        self.reconstruction = ReconstructionLoss(config.scales, config.loss, vgg)
+        face = None
+        if any(config.loss.face_perceptual):
+            from training.face_features import FaceMeshFeatures
+
+            face = FaceMeshFeatures()
+        self.reconstruction = ReconstructionLoss(config.scales, config.loss, vgg, face)
 
     def forward(self, batch: dict[str, torch.Tensor], step: int, rank: int = 0) -> tuple[dict, dict]:
         cfg, teacher = self.config, self.config.teacher

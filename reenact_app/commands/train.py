@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gan", action="store_true",
                    help="add FOMM vox-adv's patch discriminator: LSGAN + feature matching (config key gan:)")
     p.add_argument("--vgg19-weights", type=Path, help="torchvision-format VGG19 state dict for the perceptual loss")
+    p.add_argument("--face-perceptual", action="store_true",
+                   help="add the face-mesh perceptual loss (mediapipe's bundled face-mesh CNN; config key "
+                   "loss.face_perceptual)")
     p.add_argument("--image-size", type=int, help="training resolution (overrides the config)")
     p.add_argument("--batch-size", type=int, help="per-process batch size")
     p.add_argument("--max-steps", type=int, help="total optimisation steps (sets the LR schedule)")
@@ -75,6 +78,10 @@ def run(args: argparse.Namespace) -> int:
         config = config.replace(teacher=dataclasses.replace(config.teacher, enabled=False))
     if args.gan:
         config = config.replace(gan=dataclasses.replace(config.gan, enabled=True))
+    if args.face_perceptual:
+        from training.config import FACE_PERCEPTUAL_ON
+
+        config = config.replace(loss=dataclasses.replace(config.loss, face_perceptual=FACE_PERCEPTUAL_ON))
     if args.no_amp:
         config = config.replace(amp=False)
     options = TrainOptions(
