@@ -68,6 +68,7 @@ class FaceMeshFeatures(nn.Module):
         super().__init__()
         ops, constants, taps, input_index, outputs = _read_graph(Path(path or face_landmark_model_path()))
         self._ops, self._taps, self._input, self.outputs = ops, taps, input_index, outputs
+        self._taps_done_after = max(i for i, op in enumerate(ops) if op.output in taps)  # op index, not tensor id
         for index, value in constants.items():
             self.register_buffer(f"t{index}", value, persistent=False)
         self.requires_grad_(False)
@@ -79,8 +80,8 @@ class FaceMeshFeatures(nn.Module):
     def _run(self, x: torch.Tensor, until_taps: bool) -> dict[int, torch.Tensor]:
         values: dict[int, torch.Tensor] = {self._input: x}
         get = lambda i: values[i] if i in values else getattr(self, f"t{i}")  # noqa: E731
-        needed = max(self._taps) if until_taps else None
-        for op in self._ops:
+        last = self._taps_done_after if until_taps else len(self._ops) - 1
+        for op in self._ops[: last + 1]:
             o = op.options
             if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
                 x_in, weight, bias = get(op.inputs[0]), get(op.inputs[1]), get(op.inputs[2])
@@ -105,8 +106,6 @@ class FaceMeshFeatures(nn.Module):
                 values[op.output] = F.max_pool2d(x_in, o["kernel"], o["stride"])
             elif op.kind == "PAD":
                 values[op.output] = F.pad(get(op.inputs[0]), o["pads"])
-            if needed is not None and op.output == needed:
-                break
         return values
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
