@@ -44,11 +44,22 @@ class _Op:
     options: dict
 
 
-def _same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
+def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     """TensorFlow's SAME padding: the extra pixel goes after, not before (unlike a symmetric pad)."""
-    effective = (kernel - 1) * dilation + 1
-    total = max((math.ceil(size / stride) - 1) * stride + effective - size, 0)
+    total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
     return total // 2, total - total // 2
+
+
+def _pad_same(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int], value: float = 0.0) -> torch.Tensor:
+    top, bottom = _same_padding(x.shape[2], kernel[0], stride[0])
+    left, right = _same_padding(x.shape[3], kernel[1], stride[1])
+    return F.pad(x, (left, right, top, bottom), value=value)
+
+
+def _to_input(images: torch.Tensor) -> torch.Tensor:
+    """Any size -> the network's 192x192 (anti-aliased when shrinking: no aliasing for the features)."""
+    return F.interpolate(images, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False,
+                         antialias=images.shape[-1] > INPUT_SIZE)
 
 
 def _activate(x: torch.Tensor, code: int) -> torch.Tensor:
@@ -85,10 +96,8 @@ class FaceMeshFeatures(nn.Module):
             o = op.options
             if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
                 x_in, weight, bias = get(op.inputs[0]), get(op.inputs[1]), get(op.inputs[2])
-                kh, kw = weight.shape[-2:]
-                top, bottom = _same_padding(x_in.shape[2], kh, o["stride"][0]) if o["same"] else (0, 0)
-                left, right = _same_padding(x_in.shape[3], kw, o["stride"][1]) if o["same"] else (0, 0)
-                x_in = F.pad(x_in, (left, right, top, bottom))
+                if o["same"]:
+                    x_in = _pad_same(x_in, weight.shape[-2:], o["stride"])
                 groups = x_in.shape[1] if op.kind == "DEPTHWISE_CONV_2D" else 1
                 out = F.conv2d(x_in, weight, bias, stride=o["stride"], groups=groups)
                 values[op.output] = _activate(out, o["activation"])
@@ -100,25 +109,20 @@ class FaceMeshFeatures(nn.Module):
             elif op.kind == "MAX_POOL_2D":
                 x_in = get(op.inputs[0])
                 if o["same"]:
-                    top, bottom = _same_padding(x_in.shape[2], o["kernel"][0], o["stride"][0])
-                    left, right = _same_padding(x_in.shape[3], o["kernel"][1], o["stride"][1])
-                    x_in = F.pad(x_in, (left, right, top, bottom), value=float("-inf"))
+                    x_in = _pad_same(x_in, o["kernel"], o["stride"], value=float("-inf"))
                 values[op.output] = F.max_pool2d(x_in, o["kernel"], o["stride"])
             elif op.kind == "PAD":
                 values[op.output] = F.pad(get(op.inputs[0]), o["pads"])
         return values
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        x = F.interpolate(images, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False,
-                          antialias=images.shape[-1] > INPUT_SIZE)
-        values = self._run(x, until_taps=True)
+        values = self._run(_to_input(images), until_taps=True)
         return [values[t] for t in self._taps]
 
     def landmarks_and_score(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The network's own outputs: (B, 468, 3) mesh points in 192-px crop pixels and the face score
         logit. Used to check the conversion against mediapipe on real faces."""
-        values = self._run(F.interpolate(images, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear",
-                                         align_corners=False), until_taps=False)
+        values = self._run(_to_input(images), until_taps=False)
         points, score = (values[i] for i in self.outputs)
         return points.reshape(points.shape[0], 468, 3), score.reshape(-1)
 
