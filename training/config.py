@@ -16,7 +16,8 @@ from models.config import ModelConfig, dataclass_from_dict, preset
 from models.errors import ConfigError
 
 
-FACE_PERCEPTUAL_ON = (5.0, 5.0, 5.0, 5.0)  # per tap; a sigma-2 blur costs about 1.5 with these
+FACE_MESH_TAPS = 4  # face-mesh network activations the face-mesh loss compares (96/48/24/12 px)
+FACE_PERCEPTUAL_ON = (5.0,) * FACE_MESH_TAPS  # per tap; a sigma-2 blur costs about 1.5 with these
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ class TrainConfig:
             )
         if any(not 0 <= i < 478 for i in self.teacher.landmark_indices):
             raise ConfigError("teacher.landmark_indices must be mediapipe mesh indices in 0..477")
-        if len(self.loss.face_perceptual) > 4:
+        if len(self.loss.face_perceptual) > FACE_MESH_TAPS:
             raise ConfigError("loss.face_perceptual takes at most 4 weights (the face-mesh network's 96/48/24/12 px taps)")
         gan = self.gan
         if gan.enabled and (not 1 <= gan.num_blocks <= 8 or not gan.scales or any(not 0 < x <= 1 for x in gan.scales)

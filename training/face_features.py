@@ -23,8 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from training.config import FACE_MESH_TAPS as NUM_TAPS
+
 INPUT_SIZE = 192
-NUM_TAPS = 4
 
 
 def face_landmark_model_path() -> Path:

@@ -114,6 +114,12 @@ def gradient_l1(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (dx(x) - dx(y)).abs().mean() + (dy(x) - dy(y)).abs().mean()
 
 
+def weighted_feature_l1(weights, predicted: list[torch.Tensor], real: list[torch.Tensor]) -> torch.Tensor:
+    """Perceptual distance: sum over layers of weight x mean |feature difference| (zero-weight layers skipped)."""
+    return sum((w * (a - b).abs().mean() for w, a, b in zip(weights, predicted, real) if w),
+               predicted[0].new_zeros(()))
+
+
 class ReconstructionLoss(nn.Module):
     """Sum over pyramid scales of perceptual (if VGG19 given) and/or L1 + (1 - SSIM) + gradient terms."""
 
@@ -134,19 +140,13 @@ class ReconstructionLoss(nn.Module):
         losses: dict[str, torch.Tensor] = {}
         zero = prediction.new_zeros(())
         if self.vgg is not None:
-            total = zero
-            for s in pred:
-                fp, fr = self.vgg(pred[s]), self.vgg(real[s].detach())
-                for i, weight in enumerate(w.perceptual):
-                    total = total + weight * (fp[i] - fr[i]).abs().mean()
-            losses["perceptual"] = total
+            losses["perceptual"] = sum((weighted_feature_l1(w.perceptual, self.vgg(pred[s]), self.vgg(real[s].detach()))
+                                        for s in pred), zero)
         if self.face is not None and any(w.face_perceptual):
             full = max(pred)  # the face-mesh network resizes to 192 px itself: the finest scale only
-            fp = self.face(pred[full])
             with torch.no_grad():
                 fr = self.face(real[full])
-            losses["face_perceptual"] = sum((wt * (a - b).abs().mean() for wt, a, b in zip(w.face_perceptual, fp, fr)
-                                             if wt), zero)
+            losses["face_perceptual"] = weighted_feature_l1(w.face_perceptual, self.face(pred[full]), fr)
         if w.l1:
             losses["l1"] = sum((w.l1 * (pred[s] - real[s]).abs().mean() for s in pred), zero)
         if w.ssim:
