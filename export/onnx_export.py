@@ -63,23 +63,27 @@ class SourceEncoderPart(nn.Module):
 
 
 class AnimatePart(nn.Module):
-    """(source_small, features, kp_source, kp_driving) -> prediction (1,3,H,W)."""
+    """(source_small, features[, source_image], kp_source, kp_driving) -> prediction (1,3,H,W).
+
+    `source_image` is an input only when the model transfers source detail (it warps the full avatar)."""
 
     def __init__(self, model: ReenactModel):
         super().__init__()
         self.generator = model.generator
         self.jacobian = model.config.estimate_jacobian
+        self.uses_source_image = uses_source_image(model.config)
 
-    def forward(self, source_small, features, *kp):
+    def forward(self, source_small, features, *rest):
+        source_image, kp = (rest[0], rest[1:]) if self.uses_source_image else (None, rest)
         if self.jacobian:
             kp_source = {"value": kp[0], "jacobian": kp[1]}
             kp_driving = {"value": kp[2], "jacobian": kp[3]}
         else:
             kp_source, kp_driving = {"value": kp[0]}, {"value": kp[1]}
         state = {
-            # Only out["deformed"] reads source_image and it is not an output, so the exporter drops
-            # that warp; a tiny stand-in keeps the graph free of a full-size image input.
-            "source_image": source_small[:, :, :1, :1],
+            # Without source detail only out["deformed"] reads source_image and it is not an output, so
+            # the exporter drops that warp; a tiny stand-in keeps the graph free of a full-size input.
+            "source_image": source_image if source_image is not None else source_small[:, :, :1, :1],
             "source_small": source_small,
             "features": features,
             "kp_source_value": kp_source["value"],
@@ -87,6 +91,19 @@ class AnimatePart(nn.Module):
         if self.jacobian:
             state["kp_source_jacobian"] = kp_source["jacobian"]
         return self.generator.animate(state, kp_driving)["prediction"]
+
+
+def uses_source_image(config) -> bool:
+    """Whether the per-frame graph needs the avatar image itself (source-detail transfer)."""
+    return config.generator.source_detail_sigma > 0
+
+
+def source_feed(small, features, image, needs_image: bool) -> dict:
+    """The avatar half of the animate graph's inputs, by name (numpy arrays or OrtValues)."""
+    feed = {"source_small": small, "features": features}
+    if needs_image:
+        feed["source_image"] = image
+    return feed
 
 
 def part_modules(model: ReenactModel) -> dict[str, nn.Module]:
@@ -111,13 +128,14 @@ class PartSpec:
     outputs: list[str]
 
 
-def part_specs(jacobian: bool) -> dict[str, PartSpec]:
+def part_specs(jacobian: bool, source_image: bool = False) -> dict[str, PartSpec]:
+    avatar = ["source_small", "features"] + (["source_image"] if source_image else [])
     return {
         "kp_detector": PartSpec("kp_detector", ["image"], kp_names(jacobian)),
         "source_encoder": PartSpec("source_encoder", ["image"], ["source_small", "features"]),
         "animate": PartSpec(
             "animate",
-            ["source_small", "features", *kp_names(jacobian, "kp_source"), *kp_names(jacobian, "kp_driving")],
+            [*avatar, *kp_names(jacobian, "kp_source"), *kp_names(jacobian, "kp_driving")],
             ["prediction"],
         ),
     }
@@ -141,6 +159,11 @@ class ExportResult:
     def path(self, part: str) -> Path:
         return Path(self.directory) / self.files[part]
 
+    @property
+    def uses_source_image(self) -> bool:
+        """Whether the animate graph takes the avatar image (source-detail transfer)."""
+        return self.config.get("generator", {}).get("source_detail_sigma", 0.0) > 0
+
 
 def model_hash(model: ReenactModel) -> str:
     """Stable hash of weights + config: keys exported graphs and TensorRT engines to the exact model."""
@@ -160,7 +183,8 @@ def example_inputs(model: ReenactModel) -> dict[str, tuple[torch.Tensor, ...]]:
     with torch.no_grad():
         kp = modules["kp_detector"](image)
         small, features = modules["source_encoder"](image)
-    return {"kp_detector": (image,), "source_encoder": (image,), "animate": (small, features, *kp, *kp)}
+    avatar = (small, features, image) if uses_source_image(model.config) else (small, features)
+    return {"kp_detector": (image,), "source_encoder": (image,), "animate": (*avatar, *kp, *kp)}
 
 
 def _export_one(module: nn.Module, args: tuple, spec: PartSpec, path: Path, exporter: str) -> None:
@@ -204,7 +228,7 @@ def export_onnx(
         raise ExportError(f"can't create output folder {out_dir}: {exc.strerror or exc}") from exc
     model = model.eval().to("cpu", torch.float32)
     jacobian = model.config.estimate_jacobian
-    specs = part_specs(jacobian)
+    specs = part_specs(jacobian, uses_source_image(model.config))
     modules = part_modules(model)
     inputs = example_inputs(model)
     files: dict[str, str] = {}

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.onnx_export import ExportError, read_manifest
+from export.onnx_export import ExportError, read_manifest, source_feed
 from models import ReenactModel
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ def check_parity(
     for frame in frames:
         image = _to_array(frame)
         kp_ort = sessions["kp_detector"].run(None, {"image": image})
-        feed = {"source_small": small, "features": features}
+        feed = source_feed(small, features, avatar, manifest.uses_source_image)
         feed.update({f"kp_source_{n}": v for n, v in zip(names, kp_source_ort)})
         feed.update({f"kp_driving_{n}": v for n, v in zip(names, kp_ort)})
         prediction_ort = sessions["animate"].run(["prediction"], feed)[0]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.onnx_export import MANIFEST, ExportError, read_manifest
+from export.onnx_export import MANIFEST, ExportError, read_manifest, source_feed
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def calibration_feeds(folder: Path, frames: list[np.ndarray], jacobian: bool) ->
         image = _image(frame)
         feeds["kp_detector"].append({"image": image})
         kp = run["kp_detector"].run(None, {"image": image})
-        feed = {"source_small": small, "features": features}
+        feed = source_feed(small, features, avatar, manifest.uses_source_image)
         feed.update({f"kp_source_{n}": v for n, v in zip(names, kp_source)})
         feed.update({f"kp_driving_{n}": v for n, v in zip(names, kp)})
         feeds["animate"].append(feed)

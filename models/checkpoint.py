@@ -9,6 +9,7 @@ Formats:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -56,6 +57,14 @@ class ReenactModel:
     def parameter_count(self) -> dict[str, int]:
         return {name: sum(p.numel() for p in getattr(self, name).parameters()) for name in PARTS}
 
+    def set_source_detail(self, sigma: float) -> "ReenactModel":
+        """Switch source-detail transfer (models/source_detail.py) on (sigma > 0) or off (0), in place.
+        Parameter-free, so any trained weights take it; the config (saved with the file) follows."""
+        generator = dataclasses.replace(self.config.generator, source_detail_sigma=float(sigma))
+        self.config = self.config.replace(generator=generator)  # validates the range
+        self.generator.set_source_detail(self.config.generator.source_detail_sigma)
+        return self
+
 
 def build_model(config: ModelConfig | str) -> ReenactModel:
     """Fresh, randomly initialised networks for a config or preset name."""
@@ -65,8 +74,11 @@ def build_model(config: ModelConfig | str) -> ReenactModel:
 
 
 def save_checkpoint(model: ReenactModel, path: str | Path, extra_metadata: dict[str, str] | None = None) -> Path:
-    """Write the project format (safetensors + config metadata)."""
-    from safetensors.torch import save_file
+    """Write the project format (safetensors + config metadata).
+
+    Serialised in memory and written with open(): safetensors' save_file creates files mode 0600
+    whatever the umask, so a checkpoint trained on a shared machine was unreadable to the group."""
+    from safetensors.torch import save
 
     path = Path(path)
     tensors = {
@@ -79,7 +91,7 @@ def save_checkpoint(model: ReenactModel, path: str | Path, extra_metadata: dict[
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        save_file(tensors, str(tmp), metadata=metadata)
+        tmp.write_bytes(save(tensors, metadata=metadata))
         tmp.replace(path)
     except OSError as exc:
         raise CheckpointError(f"can't write checkpoint {path}: {exc.strerror or exc}") from exc
@@ -121,10 +133,17 @@ def load_checkpoint(path: str | Path | None = None, config: ModelConfig | str | 
     return model.eval()
 
 
-def convert_checkpoint(source: str | Path, output: str | Path, config: ModelConfig | str | Path | None = None) -> Path:
-    """Upstream FOMM checkpoint (or project file) -> project safetensors."""
+def convert_checkpoint(
+    source: str | Path, output: str | Path, config: ModelConfig | str | Path | None = None,
+    source_detail_sigma: float | None = None,
+) -> Path:
+    """Upstream FOMM checkpoint (or project file) -> project safetensors; a project file's own metadata
+    (training step, ...) is kept. `source_detail_sigma` sets the source-detail stage in the written config."""
     model = load_checkpoint(source, config)
-    return save_checkpoint(model, output, {"converted_from": Path(source).name})
+    if source_detail_sigma is not None:
+        model.set_source_detail(source_detail_sigma)
+    kept = {k: v for k, v in (model.metadata or {}).items() if k not in ("format", "format_version", "config", "source")}
+    return save_checkpoint(model, output, {**kept, "converted_from": Path(source).name})
 
 
 def _resolve_config(config: ModelConfig | str | Path) -> ModelConfig:

@@ -119,3 +119,30 @@ def test_calibration_and_parity_frames_are_real_and_disjoint() -> None:
     assert len(parity) == len(calibration) == 4 and parity[0].shape == (64, 64, 3) and parity[0].dtype == np.uint8
     assert all(not np.array_equal(a, b) for a in parity for b in calibration)
     assert parity[0].std() > 20  # a real frame, not a flat synthetic image
+
+
+def test_source_detail_export_takes_the_avatar_and_matches(tmp_path, real_frames):
+    """With source-detail transfer the per-frame graph warps the avatar itself: it becomes an input, fed
+    by the ONNX Runtime engine from its cached avatar state, and the graph still matches PyTorch."""
+    import dataclasses
+
+    import onnx
+
+    from reenact_app.engines.onnx_engine import OnnxRuntimeEngine
+    from reenact_app.engines.torch_engine import TorchEngine
+
+    torch.manual_seed(2)
+    config = build_model("paper-rt").config
+    config = dataclasses.replace(config, generator=dataclasses.replace(config.generator, source_detail_sigma=3.0))
+    model = build_model(config).eval()
+    result = export_onnx(model, tmp_path)
+    assert result.uses_source_image and read_manifest(tmp_path).uses_source_image
+    assert [i.name for i in onnx.load(str(result.path("animate"))).graph.input][:3] == \
+        ["source_small", "features", "source_image"]
+    report = check_parity(model, tmp_path, real_frames[:4])
+    assert report.ok, report.line()
+    ort_engine, torch_engine = OnnxRuntimeEngine(tmp_path), TorchEngine(model)
+    frames = real_frames[:2]
+    outputs = [engine.animate(engine.encode_source(frames[0]), engine.detect_keypoints(frames[1]))
+               for engine in (ort_engine, torch_engine)]
+    assert np.abs(outputs[0].astype(int) - outputs[1].astype(int)).max() <= 1

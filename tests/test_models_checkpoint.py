@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import struct
 
@@ -61,6 +62,9 @@ def test_project_format_round_trips_exactly(tmp_path, frames):
     assert not loaded.kp_detector.training and not loaded.generator.training
     big = torch.nn.functional.interpolate(frames, size=256, mode="bilinear", align_corners=False)
     assert torch.equal(_predict(model, big), _predict(loaded, big))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not safetensors' owner-only 0600
 
 
 def test_upstream_checkpoint_loads_with_yaml_and_converts(upstream_files, tmp_path, frames, reference_dir):

@@ -51,7 +51,8 @@ class TensorRTEngine(TorchEngine):
     @torch.inference_mode()
     def animate(self, source: SourceState, kp_driving: Keypoints) -> np.ndarray:
         state = source.tensors
-        prediction = self.compiled["animate"](
-            state["source_small"], state["features"], *self._kp_args(source.keypoints), *self._kp_args(kp_driving)
-        )
+        avatar = [state["source_small"], state["features"]]
+        if self.model.generator.source_detail is not None:
+            avatar.append(state["source_image"])
+        prediction = self.compiled["animate"](*avatar, *self._kp_args(source.keypoints), *self._kp_args(kp_driving))
         return to_image(prediction)
