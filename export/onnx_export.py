@@ -65,7 +65,7 @@ class SourceEncoderPart(nn.Module):
 class AnimatePart(nn.Module):
     """(source_small, features[, source_image], kp_source, kp_driving) -> prediction (1,3,H,W).
 
-    `source_image` is an input only when the model transfers source detail (it warps the full avatar)."""
+    `source_image` is an input only with the warped-source blend (it warps the full avatar)."""
 
     def __init__(self, model: ReenactModel):
         super().__init__()
@@ -81,7 +81,7 @@ class AnimatePart(nn.Module):
         else:
             kp_source, kp_driving = {"value": kp[0]}, {"value": kp[1]}
         state = {
-            # Without source detail only out["deformed"] reads source_image and it is not an output, so
+            # Without the warped-source blend only out["deformed"] reads source_image and it is not an output, so
             # the exporter drops that warp; a tiny stand-in keeps the graph free of a full-size input.
             "source_image": source_image if source_image is not None else source_small[:, :, :1, :1],
             "source_small": source_small,
@@ -94,8 +94,8 @@ class AnimatePart(nn.Module):
 
 
 def uses_source_image(config) -> bool:
-    """Whether the per-frame graph needs the avatar image itself (source-detail transfer)."""
-    return config.generator.source_detail_sigma > 0
+    """Whether the per-frame graph needs the avatar image itself (the warped-source blend)."""
+    return config.generator.warped_source_blend
 
 
 def source_feed(small, features, image, needs_image: bool) -> dict:
@@ -161,8 +161,8 @@ class ExportResult:
 
     @property
     def uses_source_image(self) -> bool:
-        """Whether the animate graph takes the avatar image (source-detail transfer)."""
-        return self.config.get("generator", {}).get("source_detail_sigma", 0.0) > 0
+        """Whether the animate graph takes the avatar image (the warped-source blend)."""
+        return bool(self.config.get("generator", {}).get("warped_source_blend", False))
 
 
 def model_hash(model: ReenactModel) -> str:

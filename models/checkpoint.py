@@ -57,12 +57,11 @@ class ReenactModel:
     def parameter_count(self) -> dict[str, int]:
         return {name: sum(p.numel() for p in getattr(self, name).parameters()) for name in PARTS}
 
-    def set_source_detail(self, sigma: float) -> "ReenactModel":
-        """Switch source-detail transfer (models/source_detail.py) on (sigma > 0) or off (0), in place.
-        Parameter-free, so any trained weights take it; the config (saved with the file) follows."""
-        generator = dataclasses.replace(self.config.generator, source_detail_sigma=float(sigma))
-        self.config = self.config.replace(generator=generator)  # validates the range
-        self.generator.set_source_detail(self.config.generator.source_detail_sigma)
+    def set_warped_source_blend(self, on: bool) -> "ReenactModel":
+        """Switch the warped-source blend (models/source_blend.py) on or off, in place. It has no weights,
+        so any trained checkpoint takes it; the config (saved with the file) follows."""
+        self.config = self.config.replace(generator=dataclasses.replace(self.config.generator, warped_source_blend=bool(on)))
+        self.generator.warped_source_blend = bool(on)
         return self
 
 
@@ -135,13 +134,13 @@ def load_checkpoint(path: str | Path | None = None, config: ModelConfig | str | 
 
 def convert_checkpoint(
     source: str | Path, output: str | Path, config: ModelConfig | str | Path | None = None,
-    source_detail_sigma: float | None = None,
+    warped_source_blend: bool | None = None,
 ) -> Path:
     """Upstream FOMM checkpoint (or project file) -> project safetensors; a project file's own metadata
-    (training step, ...) is kept. `source_detail_sigma` sets the source-detail stage in the written config."""
+    (training step, ...) is kept. `warped_source_blend` switches that stage in the written config."""
     model = load_checkpoint(source, config)
-    if source_detail_sigma is not None:
-        model.set_source_detail(source_detail_sigma)
+    if warped_source_blend is not None:
+        model.set_warped_source_blend(warped_source_blend)
     kept = {k: v for k, v in (model.metadata or {}).items() if k not in ("format", "format_version", "config", "source")}
     return save_checkpoint(model, output, {**kept, "converted_from": Path(source).name})
 

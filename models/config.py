@@ -52,9 +52,9 @@ class GeneratorConfig:
     num_bottleneck_blocks: int = 6
     estimate_occlusion_map: bool = True
     final_kernel_size: int = 7  # FOMM: 7; the paper's multi-scale generator uses a 1x1 final conv
-    # Source-detail transfer (models/source_detail.py): high frequencies of the visible warped avatar
-    # above this Gaussian sigma (pixels) replace the decoder's; 0 = off (FOMM and the paper).
-    source_detail_sigma: float = 0.0
+    # Warped-source blend (models/source_blend.py): where the occlusion map sees the avatar, output the
+    # avatar warped at full resolution instead of the decoder's (blurrier) rebuild. False: FOMM, the paper.
+    warped_source_blend: bool = False
 
 
 @dataclass(frozen=True)
@@ -118,8 +118,6 @@ def _check_bounds(config: "ModelConfig") -> None:
     kp = config.kp_detector
     if not (0.0 < kp.temperature < 1e3) or not (0.0 < config.dense_motion.kp_variance < 1e3):
         raise ConfigError("kp_detector.temperature and dense_motion.kp_variance must be positive and finite")
-    if not (0.0 <= config.generator.source_detail_sigma <= 64.0):
-        raise ConfigError("generator.source_detail_sigma must be in [0, 64] pixels (0 = off)")
     if not (0.0 < config.dense_motion.attention_sigma < 1e3):
         raise ConfigError("dense_motion.attention_sigma must be positive and finite")
     if not all(1 <= c <= 4096 for c in config.dense_motion.occlusion_channels):

@@ -13,7 +13,7 @@ from torch import nn
 from models.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d, warp
 from models.config import ModelConfig
 from models.dense_motion import DenseMotionNetwork
-from models.source_detail import SourceDetail
+from models.source_blend import blend_warped_source
 
 KP = dict[str, torch.Tensor]
 
@@ -44,12 +44,7 @@ class OcclusionAwareGenerator(nn.Module):
             self.bottleneck.add_module(f"r{i}", ResBlock2d(width[-1]))
         k = cfg.final_kernel_size
         self.final = nn.Conv2d(cfg.block_expansion, config.num_channels, kernel_size=k, padding=k // 2)
-        self.num_channels = config.num_channels
-        self.set_source_detail(cfg.source_detail_sigma)
-
-    def set_source_detail(self, sigma: float) -> None:
-        """Source-detail transfer on (sigma > 0, pixels) or off (0); it has no weights to load."""
-        self.source_detail = SourceDetail(sigma, self.num_channels) if sigma > 0 else None
+        self.warped_source_blend = cfg.warped_source_blend  # weightless: switchable on any checkpoint
 
     def encode_source(self, source_image: torch.Tensor, kp_source: KP) -> dict[str, torch.Tensor]:
         """Everything that depends on the avatar alone; cache it once per avatar."""
@@ -94,9 +89,9 @@ class OcclusionAwareGenerator(nn.Module):
         out["deformed"] = warp(state["source_image"], deformation)
         out["deformation"] = deformation
         prediction = torch.sigmoid(self.final(features))
-        if self.source_detail is not None:
+        if self.warped_source_blend:
             final_occlusion = occlusion[-1] if self.multiscale else occlusion
-            prediction = self.source_detail(prediction, out["deformed"], final_occlusion)
+            prediction = blend_warped_source(prediction, state["source_image"], deformation, final_occlusion)
         out["prediction"] = prediction
         return out
 

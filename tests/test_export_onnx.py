@@ -121,8 +121,8 @@ def test_calibration_and_parity_frames_are_real_and_disjoint() -> None:
     assert parity[0].std() > 20  # a real frame, not a flat synthetic image
 
 
-def test_source_detail_export_takes_the_avatar_and_matches(tmp_path, real_frames):
-    """With source-detail transfer the per-frame graph warps the avatar itself: it becomes an input, fed
+def test_warped_source_blend_export_takes_the_avatar_and_matches(tmp_path, real_frames):
+    """With the warped-source blend the per-frame graph warps the avatar itself: it becomes an input, fed
     by the ONNX Runtime engine from its cached avatar state, and the graph still matches PyTorch."""
     import dataclasses
 
@@ -133,7 +133,7 @@ def test_source_detail_export_takes_the_avatar_and_matches(tmp_path, real_frames
 
     torch.manual_seed(2)
     config = build_model("paper-rt").config
-    config = dataclasses.replace(config, generator=dataclasses.replace(config.generator, source_detail_sigma=3.0))
+    config = dataclasses.replace(config, generator=dataclasses.replace(config.generator, warped_source_blend=True))
     model = build_model(config).eval()
     result = export_onnx(model, tmp_path)
     assert result.uses_source_image and read_manifest(tmp_path).uses_source_image

@@ -379,6 +379,29 @@ def test_broken_checkpoint_keeps_the_running_model(running, tmp_path):
     w.banner.dismiss()
 
 
+def test_avatar_detail_setting_rebuilds_the_engine(running, tmp_path):
+    """Weights with the warped-source blend: the "Avatar detail" checkbox switches it off and on again."""
+    from models import convert_checkpoint
+
+    app, c, w = running["app"], running["c"], running["w"]
+    model_path = c.settings.model_path
+    with running["meter"].paused():
+        detailed = convert_checkpoint(model_path, tmp_path / "detailed.safetensors", warped_source_blend=True)
+    c.set_model(str(detailed))
+    idle(app, c)
+    assert c.engine.model.generator.warped_source_blend
+    w.controls._widgets["avatar_detail"].click()  # the checkbox, as a user would
+    idle(app, c)
+    assert not c.settings.avatar_detail and not c.engine.model.generator.warped_source_blend
+    frames_after(app, c, 3)
+    w.controls._widgets["avatar_detail"].click()
+    idle(app, c)
+    assert c.settings.avatar_detail and c.engine.model.generator.warped_source_blend
+    c.set_model(model_path)
+    idle(app, c)
+    frames_after(app, c, 3)
+
+
 def test_full_screen_preview(running):
     app, c, w = running["app"], running["c"], running["w"]
     QTest.keyClick(w, Qt.Key.Key_F11)

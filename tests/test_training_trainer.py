@@ -211,14 +211,14 @@ def test_trainer_applies_the_occlusion_init_even_with_resume(data_dir: Path, tmp
 
 def test_init_step_continues_the_schedule_from_published_weights(data_dir: Path, tmp_path: Path) -> None:
     """A run whose last.pt is gone (only its .safetensors came back) continues at its step, not at 0,
-    also from a published file with source-detail transfer on (a weightless stage the run may leave off)."""
+    also from a published file with the warped-source blend on (a weightless stage the run may leave off)."""
     import csv
 
     from models import convert_checkpoint
 
     first = tmp_path / "first"
     train(tiny_config(max_steps=3, val_every=0), data_dir, first, device="cpu")
-    published = convert_checkpoint(first / "final.safetensors", tmp_path / "published.safetensors", source_detail_sigma=3.0)
+    published = convert_checkpoint(first / "final.safetensors", tmp_path / "published.safetensors", warped_source_blend=True)
     run = tmp_path / "run"
     summary = train(tiny_config(max_steps=6, val_every=0, lr=1e-3, lr_milestones=(4 / 6,)), data_dir, run,
                     init=published, device="cpu", options=TrainOptions(init_step=3))

@@ -1,5 +1,5 @@
 """`reenact convert-checkpoint`: upstream FOMM .pth.tar (+ YAML) -> the project's safetensors format
-(also: rewrite a project file with source-detail transfer switched on or off)."""
+(also: rewrite a project file with the warped-source blend switched on or off)."""
 
 from __future__ import annotations
 
@@ -19,16 +19,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", help="upstream .pth.tar (or a project .safetensors)")
     p.add_argument("-o", "--output", required=True, help="output .safetensors path")
     p.add_argument("--config", help="upstream FOMM YAML (model_params) or a preset name, e.g. fomm-vox256")
-    p.add_argument("--source-detail", type=float, metavar="SIGMA",
-                   help="set the source-detail transfer in the written file: Gaussian sigma in pixels above "
-                   "which the warped avatar's detail replaces the decoder's (0 = off; see docs/models.md)")
+    p.add_argument("--source-blend", choices=("on", "off"),
+                   help="switch the warped-source blend in the written file: where the occlusion map sees the "
+                   "avatar, show it warped instead of the decoder's rebuild (see docs/models.md)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from models import convert_checkpoint
 
-    out = convert_checkpoint(args.input, args.output, args.config, args.source_detail)
+    blend = None if args.source_blend is None else args.source_blend == "on"
+    out = convert_checkpoint(args.input, args.output, args.config, blend)
     log.info("wrote %s", out)
     print(out)
     return 0

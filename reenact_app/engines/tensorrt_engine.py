@@ -52,7 +52,7 @@ class TensorRTEngine(TorchEngine):
     def animate(self, source: SourceState, kp_driving: Keypoints) -> np.ndarray:
         state = source.tensors
         avatar = [state["source_small"], state["features"]]
-        if self.model.generator.source_detail is not None:
+        if self.model.generator.warped_source_blend:
             avatar.append(state["source_image"])
         prediction = self.compiled["animate"](*avatar, *self._kp_args(source.keypoints), *self._kp_args(kp_driving))
         return to_image(prediction)

@@ -243,6 +243,8 @@ class AppController(OutputsMixin, QObject):
         engine_name = self.settings.engine
         with _single_threaded_torch():
             model = load_checkpoint(model_path, config)
+            if not self.settings.avatar_detail:
+                model.set_warped_source_blend(False)
         self._export_in_child_process(model, model_path, config)
         if self._shut_down:
             return None  # closing: don't start an engine build nobody will use
@@ -283,7 +285,7 @@ class AppController(OutputsMixin, QObject):
         if self._shut_down or not needs_export(model, self.settings.engine):
             return
         self.busyChanged.emit("Exporting the model for ONNX Runtime (first run only)")
-        job = ExportJob(model_path, config)
+        job = ExportJob(model_path, config, self.settings.avatar_detail)
         self._export_job = job
         if self._shut_down:  # shutdown() may have looked for a job just before it was set
             job.cancel()
@@ -567,7 +569,7 @@ class AppController(OutputsMixin, QObject):
             p.freeze_crop(bool(value))
         elif name in ("mirror", "paste_back") and p is not None:
             p.set_options(**{name: bool(value)})
-        elif name == "engine":
+        elif name in ("engine", "avatar_detail"):
             self.bridge.submit("Building engine", self._load_engine)
             self.bridge.submit("Starting pipeline", self._start_pipeline)
         elif name == "model_path":
@@ -616,7 +618,8 @@ class AppController(OutputsMixin, QObject):
             p.update_tracker(smoothing=crop, margin=s.crop_margin)
             p.freeze_crop(s.freeze_crop)
             p.set_options(**pipeline_options(s))
-        if (old.engine, old.model_path) != (self.settings.engine, self.settings.model_path):
+        new = self.settings
+        if (old.engine, old.model_path, old.avatar_detail) != (new.engine, new.model_path, new.avatar_detail):
             self.bridge.submit("Loading model", self._load_engine)
         self.save_settings()
         self.settingsChanged.emit()

@@ -3,7 +3,7 @@
 Why a process and not the command thread: torch's exporter holds the GIL for long stretches (measured:
 a 220 ms UI stall during the export on the command thread). In a child process it only competes for
 CPU. The export lands in the same cache that `create_engine` reads, so the engine build that follows
-is quick. Run as `python -m reenact_app.gui.export_job CHECKPOINT|- [CONFIG]`.
+is quick. Run as `python -m reenact_app.gui.export_job CHECKPOINT|- [CONFIG] [detail|no-detail]`.
 """
 
 from __future__ import annotations
@@ -47,8 +47,9 @@ def needs_export(model, engine: str) -> bool:
 class ExportJob:
     """The child process; `cancel()` (from any thread) ends it, e.g. when the window closes."""
 
-    def __init__(self, checkpoint: str | None, config: str | None):
-        self.args = [sys.executable, "-m", __name__, checkpoint or "-", config or ""]
+    def __init__(self, checkpoint: str | None, config: str | None, detail: bool = True):
+        """`detail=False`: export with the warped-source blend off (the app's "Avatar detail" setting)."""
+        self.args = [sys.executable, "-m", __name__, checkpoint or "-", config or "", "detail" if detail else "no-detail"]
         self._proc: subprocess.Popen | None = None
         self._cancelled = threading.Event()
 
@@ -85,7 +86,10 @@ def main(argv: list[str]) -> int:
 
     checkpoint = None if argv[0] in ("-", "") else argv[0]
     config = argv[1] if len(argv) > 1 and argv[1] else None
-    folder = ensure_export(load_checkpoint(checkpoint, config))
+    model = load_checkpoint(checkpoint, config)
+    if len(argv) > 2 and argv[2] == "no-detail":
+        model.set_warped_source_blend(False)
+    folder = ensure_export(model)
     print(Path(folder))
     return 0
 

@@ -46,6 +46,7 @@ class AppSettings:
     engine: str = "auto"
     model_path: str = ""  # "" = bundled weights; else a checkpoint (ours or upstream FOMM)
     model_config: str = ""  # upstream FOMM YAML config for an upstream checkpoint
+    avatar_detail: bool = True  # the checkpoint's warped-source blend; off: the decoder's softer output alone
     record_dir: str = ""  # "" = ~/Videos or home
     record_side_by_side: bool = False
     window_geometry: str = ""  # base64 QWidget.saveGeometry()

@@ -173,6 +173,8 @@ class ControlsPanel(QWidget):
         group = QGroupBox("Engine and model")
         form = QFormLayout(group)
         form.addRow("Engine", self._combo("engine", [(ENGINE_LABELS[e], e) for e in ENGINE_CHOICES], "Inference backend; Auto picks the fastest that works here"))
+        form.addRow(self._check("avatar_detail", "Avatar detail", "Take fine detail (texture, hair, brush strokes) from the avatar where the "
+                                "model sees it; off shows the model's own softer output. Only for weights with the warped-source blend"))
         self.model_combo = QComboBox()
         self.model_combo.setToolTip("Bundled weights, or a checkpoint file (ours or an upstream FOMM .pth.tar with its .yaml)")
         self.model_combo.activated.connect(self._model_activated)
@@ -225,7 +227,8 @@ class ControlsPanel(QWidget):
         for w in list(self._widgets.values()) + [self.relative_radio, self.absolute_radio]:
             w.blockSignals(True)
         try:
-            for name in ("adapt_scale", "freeze_crop", "mirror", "paste_back", "show_keypoints", "record_side_by_side"):
+            for name in ("adapt_scale", "freeze_crop", "mirror", "paste_back", "show_keypoints", "record_side_by_side",
+                         "avatar_detail"):
                 self._widgets[name].setChecked(bool(getattr(s, name)))
             self.relative_radio.setChecked(s.relative)
             self.absolute_radio.setChecked(not s.relative)

@@ -1,11 +1,10 @@
-"""What source-detail transfer costs per frame: the same weights with the stage off and on, interleaved.
+"""What the warped-source blend costs per frame: the same weights with the blend off and on, interleaved.
 
-    python benchmarks/bench_source_detail.py [--checkpoint FILE] [--sigma 3] [--frames 60] [--threads 2]
+    python benchmarks/bench_source_blend.py [--checkpoint FILE] [--frames 60] [--threads 2]
 
-The stage adds a full-resolution warp of the avatar (without it the exporter prunes that warp from the
-per-frame graph) and one separable Gaussian blur. Both variants of each engine run frame by frame in
-turn, so machine load hits them alike. Prints a table and writes
-benchmarks/results/source-detail-<host>-<date>.json.
+The blend adds a full-resolution warp of the avatar (without it the exporter prunes that warp from the
+per-frame graph) and a per-pixel mix. Both variants of each engine run frame by frame in turn, so machine
+load hits them alike. Prints a table and writes benchmarks/results/source-blend-speed-<host>-<date>.json.
 """
 
 from __future__ import annotations
@@ -30,7 +29,6 @@ SHARED_CLIP = Path(__file__).resolve().parent.parent.parent / "shared/data/clips
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", help="default: the bundled weights")
-    parser.add_argument("--sigma", type=float, default=3.0, help="the 'on' variant's sigma")
     parser.add_argument("--engines", nargs="+", default=["onnxruntime-cpu", "torch-cpu"])
     parser.add_argument("--frames", type=int, default=60)
     parser.add_argument("--threads", type=int, default=2)
@@ -38,7 +36,7 @@ def main() -> int:
     args = parser.parse_args()
 
     base = load_checkpoint(args.checkpoint)
-    models = {"off": copy.deepcopy(base).set_source_detail(0.0), "on": copy.deepcopy(base).set_source_detail(args.sigma)}
+    models = {"off": copy.deepcopy(base).set_warped_source_blend(False), "on": copy.deepcopy(base).set_warped_source_blend(True)}
     frames = bench_frames(str(SHARED_CLIP) if SHARED_CLIP.is_file() else None, base.config.image_size, 16)
     options = EngineOptions(threads=args.threads, runtime_fallback=False)
     runners = {(engine, variant): _Runner(f"{engine}/{variant}", create_engine(model, engine, options=options), frames[0])
@@ -60,16 +58,16 @@ def main() -> int:
             "frame_ratio_on_off": stats["on"]["frame"].median_ms / stats["off"]["frame"].median_ms,
             "fps_off": 1000 / stats["off"]["frame"].median_ms, "fps_on": 1000 / stats["on"]["frame"].median_ms,
         })
-    print(f"| engine | animate ms off / on (median) | frame ms off / on (median) | on/off | fps off / on |")
+    print("| engine | animate ms off / on (median) | frame ms off / on (median) | on/off | fps off / on |")
     print("|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['engine']} | {r['off_animate_ms']['median']:.1f} / {r['on_animate_ms']['median']:.1f} | "
               f"{r['off_frame_ms']['median']:.1f} / {r['on_frame_ms']['median']:.1f} | {r['frame_ratio_on_off']:.3f} | "
               f"{r['fps_off']:.1f} / {r['fps_on']:.1f} |")
     report = {"hardware": hardware(), "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-              "checkpoint": args.checkpoint or "bundled", "sigma": args.sigma, "frames": args.frames,
+              "checkpoint": args.checkpoint or "bundled", "frames": args.frames,
               "threads": args.threads, "image_size": base.config.image_size, "results": rows}
-    out = Path(args.out or Path(__file__).parent / "results" / f"source-detail-{socket.gethostname()}-{time.strftime('%Y%m%d')}.json")
+    out = Path(args.out or Path(__file__).parent / "results" / f"source-blend-speed-{socket.gethostname()}-{time.strftime('%Y%m%d')}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
     print(f"wrote {out}")

@@ -1,0 +1,100 @@
+"""Warped-source blend on trained weights: held-out L1 / AKD / AED of three outputs, paired per clip.
+
+    python benchmarks/source_blend_eval.py --data /work/prepared/shared256 [--checkpoint FILE]
+        [--max-frames 48] [--spread] [--out FILE]
+
+Rows: "decoder" (the generator's prediction, FOMM and the paper), "blend" (occlusion * warped avatar +
+(1 - occlusion) * prediction: models/source_blend.py) and "warp" (the avatar warped by the dense motion
+alone, no decoder: what the blend tends to where the occlusion map is 1). One process and one reference
+cache: the real frames are scored once. Writes benchmarks/results/source-blend-eval-<frames>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from models import load_checkpoint  # noqa: E402
+from models.source_blend import warp_full_resolution  # noqa: E402
+from training.evaluate import ReferenceCache, evaluate  # noqa: E402
+
+METRICS = ("l1", "akd", "aed")
+
+
+class WarpOnly(nn.Module):
+    """The generator with its prediction replaced by the avatar warped as the blend warps it."""
+
+    def __init__(self, generator: nn.Module):
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, source_image, **kwargs) -> dict:
+        out = self.generator(source_image, **kwargs)
+        return {**out, "prediction": warp_full_resolution(source_image, out["deformation"])}
+
+
+def paired(report: dict, reference: dict, metric: str) -> dict:
+    """Per-clip difference report - reference: mean, standard error, clips lower."""
+    ref = {c["clip"]: c["model"][metric] for c in reference["clips"]}
+    diff = np.array([c["model"][metric] - ref[c["clip"]] for c in report["clips"]])
+    return {"mean": float(diff.mean()), "se": float(diff.std(ddof=1) / np.sqrt(len(diff))),
+            "lower": int((diff < 0).sum()), "clips": len(diff)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--checkpoint", help="default: the bundled weights")
+    parser.add_argument("--max-frames", type=int, default=48)
+    parser.add_argument("--spread", action="store_true")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    model = load_checkpoint(args.checkpoint)
+    cache = ReferenceCache()
+    reports: dict[str, dict] = {}
+    for name in ("decoder", "blend", "warp"):
+        model.set_warped_source_blend(name == "blend")
+        variant = dataclasses.replace(model, generator=WarpOnly(model.generator)) if name == "warp" else model
+        reports[name] = evaluate(variant, args.data, max_frames=args.max_frames, spread=args.spread,
+                                 cache=cache, progress=False).to_dict()
+    static = reports["decoder"]["overall"]["static_baseline"]
+    print("| output | L1 | AKD | AED | per clip vs decoder: L1 / AKD / AED (lower on) | per clip vs static: L1 / AKD / AED (lower on) |")
+    print("|---|---|---|---|---|---|")
+    summary = {}
+    for name, report in reports.items():
+        overall = report["overall"]["model"]
+        diffs = {m: paired(report, reports["decoder"], m) for m in METRICS}
+        static_clips = {"clips": [{"clip": c["clip"], "model": c["static_baseline"]} for c in report["clips"]]}
+        vs_static = {m: paired(report, static_clips, m) for m in METRICS}
+        summary[name] = {"overall": {m: overall[m] for m in METRICS}, "vs_decoder": diffs, "vs_static": vs_static}
+        cells = [" / ".join(f"{d['mean']:+.4f} ± {d['se']:.4f} ({d['lower']})" for d in x.values()) for x in (diffs, vs_static)]
+        print(f"| {name} | {overall['l1']:.4f} | {overall['akd']:.3f} | {overall['aed']:.4f} | {cells[0]} | {cells[1]} |")
+    print(f"| static baseline | {static['l1']:.4f} | {static['akd']:.3f} | {static['aed']:.4f} | | |")
+    frames = f"{'spread' if args.spread else 'first'}{args.max_frames}"
+    out = args.out or Path(__file__).parent / "results" / f"source-blend-eval-{frames}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    clips = {name: [{"clip": c["clip"], **{m: c["model"][m] for m in METRICS}} for c in r["clips"]]
+             for name, r in reports.items()}
+    out.write_text(json.dumps({
+        "checkpoint": args.checkpoint or "bundled", "data": args.data, "max_frames": args.max_frames,
+        "spread": args.spread, "static_baseline": {m: static[m] for m in METRICS}, "summary": summary,
+        "clips": clips}, indent=1))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
