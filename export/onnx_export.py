@@ -81,8 +81,8 @@ class AnimatePart(nn.Module):
         else:
             kp_source, kp_driving = {"value": kp[0]}, {"value": kp[1]}
         state = {
-            # Without the warped-source blend only out["deformed"] reads source_image and it is not an output, so
-            # the exporter drops that warp; a tiny stand-in keeps the graph free of a full-size input.
+            # Without the warped-source blend only out["deformed"] reads source_image and it is not an
+            # output, so the exporter drops that warp; a tiny stand-in keeps the graph free of a full-size input.
             "source_image": source_image if source_image is not None else source_small[:, :, :1, :1],
             "source_small": source_small,
             "features": features,

@@ -60,7 +60,8 @@ class ReenactModel:
     def set_warped_source_blend(self, on: bool) -> "ReenactModel":
         """Switch the warped-source blend (models/source_blend.py) on or off, in place. It has no weights,
         so any trained checkpoint takes it; the config (saved with the file) follows."""
-        self.config = self.config.replace(generator=dataclasses.replace(self.config.generator, warped_source_blend=bool(on)))
+        generator = dataclasses.replace(self.config.generator, warped_source_blend=bool(on))
+        self.config = self.config.replace(generator=generator)
         self.generator.warped_source_blend = bool(on)
         return self
 
@@ -141,7 +142,8 @@ def convert_checkpoint(
     model = load_checkpoint(source, config)
     if warped_source_blend is not None:
         model.set_warped_source_blend(warped_source_blend)
-    kept = {k: v for k, v in (model.metadata or {}).items() if k not in ("format", "format_version", "config", "source")}
+    own = ("format", "format_version", "config", "source")  # written afresh, or not a file's metadata
+    kept = {k: v for k, v in (model.metadata or {}).items() if k not in own}
     return save_checkpoint(model, output, {**kept, "converted_from": Path(source).name})
 
 
