@@ -128,8 +128,8 @@ class PartSpec:
     outputs: list[str]
 
 
-def part_specs(jacobian: bool, source_image: bool = False) -> dict[str, PartSpec]:
-    avatar = ["source_small", "features"] + (["source_image"] if source_image else [])
+def part_specs(jacobian: bool, with_source_image: bool = False) -> dict[str, PartSpec]:
+    avatar = ["source_small", "features"] + (["source_image"] if with_source_image else [])
     return {
         "kp_detector": PartSpec("kp_detector", ["image"], kp_names(jacobian)),
         "source_encoder": PartSpec("source_encoder", ["image"], ["source_small", "features"]),
