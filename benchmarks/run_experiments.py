@@ -81,19 +81,15 @@ def final_evaluation(name: str, data: Path, runs: Path) -> dict:
 
 def paired(reports: dict[str, dict], reference: str = "teacher") -> list[dict]:
     """Each run minus the reference, per clip: mean difference, its standard error, clips where it is lower."""
-    import numpy as np
+    from training.evaluate import clip_metric, paired_difference
 
     rows = []
-    base = {c["clip"]: c["model"] for c in reports[reference]["clips"]}
     for name, report in reports.items():
         if name == reference:
             continue
         row = {"run": name, "minus": reference}
         for metric in METRICS:
-            diffs = np.array([c["model"][metric] - base[c["clip"]][metric] for c in report["clips"]
-                              if c["clip"] in base])
-            row[metric] = {"mean": float(diffs.mean()), "se": float(diffs.std(ddof=1) / np.sqrt(len(diffs))),
-                           "lower_on": int((diffs < 0).sum()), "clips": len(diffs)}
+            row[metric] = paired_difference(clip_metric(report, metric), clip_metric(reports[reference], metric))
         rows.append(row)
     return rows
 

@@ -17,14 +17,13 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from models import load_checkpoint  # noqa: E402
 from models.source_blend import warp_full_resolution  # noqa: E402
-from training.evaluate import ReferenceCache, evaluate  # noqa: E402
+from training.evaluate import ReferenceCache, clip_metric, evaluate, paired_difference  # noqa: E402
 
 METRICS = ("l1", "akd", "aed")
 
@@ -39,14 +38,6 @@ class WarpOnly(nn.Module):
     def forward(self, source_image, **kwargs) -> dict:
         out = self.generator(source_image, **kwargs)
         return {**out, "prediction": warp_full_resolution(source_image, out["deformation"])}
-
-
-def paired(report: dict, reference: dict, metric: str) -> dict:
-    """Per-clip difference report - reference: mean, standard error, clips lower."""
-    ref = {c["clip"]: c["model"][metric] for c in reference["clips"]}
-    diff = np.array([c["model"][metric] - ref[c["clip"]] for c in report["clips"]])
-    return {"mean": float(diff.mean()), "se": float(diff.std(ddof=1) / np.sqrt(len(diff))),
-            "lower": int((diff < 0).sum()), "clips": len(diff)}
 
 
 def main() -> int:
@@ -76,11 +67,11 @@ def main() -> int:
     summary = {}
     for name, report in reports.items():
         overall = report["overall"]["model"]
-        diffs = {m: paired(report, reports["decoder"], m) for m in METRICS}
-        static_clips = {"clips": [{"clip": c["clip"], "model": c["static_baseline"]} for c in report["clips"]]}
-        vs_static = {m: paired(report, static_clips, m) for m in METRICS}
+        diffs = {m: paired_difference(clip_metric(report, m), clip_metric(reports["decoder"], m)) for m in METRICS}
+        vs_static = {m: paired_difference(clip_metric(report, m), clip_metric(report, m, "static_baseline"))
+                     for m in METRICS}
         summary[name] = {"overall": {m: overall[m] for m in METRICS}, "vs_decoder": diffs, "vs_static": vs_static}
-        cells = [" / ".join(f"{d['mean']:+.4f} ± {d['se']:.4f} ({d['lower']})" for d in x.values()) for x in (diffs, vs_static)]
+        cells = [" / ".join(f"{d['mean']:+.4f} ± {d['se']:.4f} ({d['lower_on']})" for d in x.values()) for x in (diffs, vs_static)]
         print(f"| {name} | {overall['l1']:.4f} | {overall['akd']:.3f} | {overall['aed']:.4f} | {cells[0]} | {cells[1]} |")
     print(f"| static baseline | {static['l1']:.4f} | {static['akd']:.3f} | {static['aed']:.4f} | | |")
     frames = f"{'spread' if args.spread else 'first'}{args.max_frames}"

@@ -86,8 +86,9 @@ def save_checkpoint(model: ReenactModel, path: str | Path, extra_metadata: dict[
         for part, state in model.state_dicts().items()
         for key, value in state.items()
     }
-    metadata = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "config": json.dumps(model.config.to_dict())}
-    metadata.update(extra_metadata or {})
+    # The format keys and the config always describe this model: extra metadata can't override them.
+    metadata = {**(extra_metadata or {}), "format": FORMAT_NAME, "format_version": FORMAT_VERSION,
+                "config": json.dumps(model.config.to_dict())}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
@@ -142,8 +143,7 @@ def convert_checkpoint(
     model = load_checkpoint(source, config)
     if warped_source_blend is not None:
         model.set_warped_source_blend(warped_source_blend)
-    own = ("format", "format_version", "config", "source")  # written afresh, or not a file's metadata
-    kept = {k: v for k, v in (model.metadata or {}).items() if k not in own}
+    kept = {k: v for k, v in (model.metadata or {}).items() if k != "source"}  # "source": set by the loader
     return save_checkpoint(model, output, {**kept, "converted_from": Path(source).name})
 
 

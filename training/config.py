@@ -135,7 +135,8 @@ class TrainConfig:
         if any(not 0 <= i < 478 for i in self.teacher.landmark_indices):
             raise ConfigError("teacher.landmark_indices must be mediapipe mesh indices in 0..477")
         if len(self.loss.face_perceptual) > FACE_MESH_TAPS:
-            raise ConfigError("loss.face_perceptual takes at most 4 weights (the face-mesh network's 96/48/24/12 px taps)")
+            raise ConfigError(f"loss.face_perceptual takes at most {FACE_MESH_TAPS} weights "
+                              "(the face-mesh network's 96/48/24/12 px taps)")
         gan = self.gan
         if gan.enabled and (not 1 <= gan.num_blocks <= 8 or not gan.scales or any(not 0 < x <= 1 for x in gan.scales)
                             or not 1 <= gan.block_expansion <= gan.max_features <= 4096):

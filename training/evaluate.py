@@ -255,6 +255,19 @@ def evaluate(
     )
 
 
+def clip_metric(report: dict[str, Any], metric: str, column: str = "model") -> dict[str, float]:
+    """{clip id: metric} from a report dict (`EvaluationReport.to_dict()`); column "model" or "static_baseline"."""
+    return {c["clip"]: c[column][metric] for c in report["clips"]}
+
+
+def paired_difference(values: dict[str, float], reference: dict[str, float]) -> dict[str, float | int]:
+    """values - reference per clip, over the clips both have: mean, its standard error, clips lower, clips.
+    Why paired: clips differ far more from each other than checkpoints do on one clip."""
+    diffs = np.array([v - reference[clip] for clip, v in values.items() if clip in reference], dtype=np.float64)
+    return {"mean": float(diffs.mean()), "se": float(diffs.std(ddof=1) / np.sqrt(len(diffs))),
+            "lower_on": int((diffs < 0).sum()), "clips": len(diffs)}
+
+
 def evaluate_checkpoint(checkpoint_or_model: Any, data_dir: str | Path, **kwargs: Any) -> dict[str, Any]:
     """`evaluate` as a JSON-ready dict (what `reenact evaluate --json` writes)."""
     return evaluate(checkpoint_or_model, data_dir, **kwargs).to_dict()

@@ -403,7 +403,7 @@ def train(config: TrainConfig, data: str | Path, out: str | Path, resume: bool =
     if config.occlusion_init_bias is not None:  # an init: weights loaded below (--init, --resume) replace it
         open_occlusion_heads(model.generator, config.occlusion_init_bias)
     if init:
-        # The warped-source blend has no weights: a file with it on initialises a run with it off.
+        # The warped-source blend has no weights: a file with it on or off initialises a run either way.
         source = load_checkpoint(init).set_warped_source_blend(model_config.generator.warped_source_blend)
         if source.config != model_config:
             raise ConfigError(f"--init {init} was trained with another model config than preset {config.preset!r}")
