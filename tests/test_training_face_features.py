@@ -95,3 +95,18 @@ def test_training_with_the_face_loss_logs_it_and_saves_no_extra_weights(tmp_path
     assert ",train,face_perceptual," in (tmp_path / "run" / "metrics.csv").read_text()
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
     assert not any("face" in key for part in ("kp_detector", "generator") for key in state[part])
+
+
+def test_model_file_can_come_from_the_environment(tmp_path, monkeypatch):
+    """A GPU machine without mediapipe carries the .tflite alone and names it in the environment."""
+    from training.face_features import MODEL_PATH_VARIABLE, face_landmark_model_path
+
+    bundled = face_landmark_model_path()
+    copy = tmp_path / "face_landmark.tflite"
+    copy.write_bytes(bundled.read_bytes())
+    monkeypatch.setenv(MODEL_PATH_VARIABLE, str(copy))
+    assert face_landmark_model_path() == copy
+    assert len(FaceMeshFeatures().outputs) == 2  # the copy parses into the same graph
+    monkeypatch.setenv(MODEL_PATH_VARIABLE, str(tmp_path / "missing.tflite"))
+    with pytest.raises(FileNotFoundError, match=MODEL_PATH_VARIABLE):
+        face_landmark_model_path()

@@ -8,12 +8,16 @@
 #   cp RUN/checkpoints/last.pt .gpu/ckpt/last.pt        # the run to continue (resume keeps Adam's state)
 #   cp -r ../shared/reference/fomm .gpu/shared/reference/ ; mkdir -p .gpu/shared/data (for the golden test)
 #   cp RUN/config.yaml .gpu/gpu.yaml, then set batch_size, num_workers, lr_milestones: [] for the burst
+#   for an arm with --face-perceptual: cp .../mediapipe/modules/face_landmark/face_landmark.tflite .gpu/ and
+#   pip download --no-deps --python-version 3.12 --only-binary=:all: -d .gpu/whl tflite
 # On the GPU machine (carry .gpu):
 #   OUT=/some/dir bash tools/gpu_session.sh
 # Phases are TAG:SECONDS:LR (each resumes the last; each writes ARM-TAG.safetensors). ARMS are NAME:FLAGS
 # (FLAGS are extra `train` flags joined by commas, e.g. gan:--config,.gpu/gpu-gan.yaml): each arm trains
 # from the same last.pt in its own process, all at once on the one GPU, splitting the CPU's workers.
-# A lease returns 8 files: arms x phases + 2 must fit (logs, metrics and samples come as one logs.tar.gz).
+# A call returns at most 8 files and 64 MiB: arms x phases weight files (8.3 MB each) + the slim state (14 MB)
+# + logs.tar.gz (logs, metrics, samples; 3.6 MB) must fit both, so at most 5 weight files (session 6 returned 6
+# and lost the logs; `tar -C $WORK/logs -czf $OUT/logs.tar.gz .` on the still-warm machine got them back).
 # WARM=1 skips the setup and continues the arms' runs left on a machine still warm from the last call.
 # Then evaluate the files back on the CPU machine with `reenact evaluate`, publish the best, and keep
 # FIRSTARM-last-bf16.pt.gz: `gunzip -c plain-last-bf16.pt.gz > RUN/checkpoints/last.pt` resumes there.
@@ -36,6 +40,13 @@ exec > >(tee -a "$LOGS/run.log") 2>&1
 read -r -a arms <<<"$ARMS"
 cores=$(nproc); workers=$(( cores / ${#arms[@]} - 2 )); (( workers < 1 )) && workers=1
 
+# What that machine lacks travels in the bundle: wheels (the face-mesh loss reads its .tflite with the
+# pure-Python `tflite` package) and mediapipe's face_landmark.tflite (mediapipe itself is not installed there).
+if compgen -G "$BUNDLE/whl/*.whl" >/dev/null; then
+  PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+    "$BUNDLE"/whl/*.whl && export PYTHONPATH="$PYTHONPATH:/tmp/site"
+fi
+[ -f "$BUNDLE/face_landmark.tflite" ] && export REENACT_FACE_MESH_MODEL="$(realpath "$BUNDLE/face_landmark.tflite")"
 date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>/dev/null
 if [ "$WARM" != 1 ]; then
   python3 -c "import torch, cv2; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'cv2', cv2.__version__)"

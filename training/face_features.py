@@ -15,6 +15,7 @@ max-pools (96, 48, 24 and 12 px).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,19 @@ from training.config import FACE_MESH_TAPS as NUM_TAPS
 INPUT_SIZE = 192
 
 
+MODEL_PATH_VARIABLE = "REENACT_FACE_MESH_MODEL"
+
+
 def face_landmark_model_path() -> Path:
+    """mediapipe's bundled file, or the copy named by $REENACT_FACE_MESH_MODEL: a GPU training machine
+    without mediapipe (tools/gpu_session.sh) carries just this 1.2 MB file."""
+    override = os.environ.get(MODEL_PATH_VARIABLE)
+    if override:
+        path = Path(override)
+        if not path.is_file():
+            raise FileNotFoundError(f"${MODEL_PATH_VARIABLE} names {path}, which is not a file: point it at a "
+                                    "copy of mediapipe's modules/face_landmark/face_landmark.tflite, or unset it")
+        return path
     import mediapipe
 
     path = Path(mediapipe.__file__).parent / "modules" / "face_landmark" / "face_landmark.tflite"
