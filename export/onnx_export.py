@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 OPSET = 17
 PART_NAMES = ("kp_detector", "source_encoder", "animate")
 MANIFEST = "manifest.json"
+# Bumped whenever the graphs' inputs or outputs change for the same weights and config, so exports and
+# TensorRT engines cached under model_hash are rebuilt (2: the blend's rest_occlusion, session 6).
+GRAPH_VERSION = 2
 
 
 class ExportError(ReenactError):
@@ -50,44 +53,50 @@ class KeypointPart(nn.Module):
 
 
 class SourceEncoderPart(nn.Module):
-    """image -> (source_small, features): the generator's avatar-only work."""
+    """image[, kp_source] -> (source_small, features[, rest_occlusion]): the generator's avatar-only work.
 
-    def __init__(self, model: ReenactModel):
-        super().__init__()
-        self.generator = model.generator
-
-    def forward(self, image: torch.Tensor):
-        # kp_source is only stored by encode_source, not used: a placeholder keeps the graph minimal.
-        state = self.generator.encode_source(image, {"value": image.new_zeros(1, 1, 2)})
-        return state["source_small"], state["features"]
-
-
-class AnimatePart(nn.Module):
-    """(source_small, features[, source_image], kp_source, kp_driving) -> prediction (1,3,H,W).
-
-    `source_image` is an input only with the warped-source blend (it warps the full avatar)."""
+    With the warped-source blend it also takes the avatar's keypoints and returns its occlusion map at
+    rest (the blend's normalisation); without, the keypoints are only stored, not used, so they are left out."""
 
     def __init__(self, model: ReenactModel):
         super().__init__()
         self.generator = model.generator
         self.jacobian = model.config.estimate_jacobian
-        self.uses_source_image = uses_source_image(model.config)
+        self.blend = uses_source_image(model.config)
 
-    def forward(self, source_small, features, *rest):
-        source_image, kp = (rest[0], rest[1:]) if self.uses_source_image else (None, rest)
+    def forward(self, image: torch.Tensor, *kp):
+        if self.blend:
+            kp_source = {"value": kp[0], "jacobian": kp[1]} if self.jacobian else {"value": kp[0]}
+        else:
+            kp_source = {"value": image.new_zeros(1, 1, 2)}
+        state = self.generator.encode_source(image, kp_source)
+        return tuple(state[name] for name in avatar_names(self.blend) if name != "source_image")
+
+
+class AnimatePart(nn.Module):
+    """(source_small, features[, source_image, rest_occlusion], kp_source, kp_driving) -> prediction (1,3,H,W).
+
+    `source_image` and `rest_occlusion` are inputs only with the warped-source blend (it warps the full
+    avatar where the occlusion map, relative to its value at rest, sees it)."""
+
+    def __init__(self, model: ReenactModel):
+        super().__init__()
+        self.generator = model.generator
+        self.jacobian = model.config.estimate_jacobian
+        self.avatar = avatar_names(uses_source_image(model.config))
+
+    def forward(self, *args):
+        state = dict(zip(self.avatar, args))
+        kp = args[len(self.avatar):]
         if self.jacobian:
             kp_source = {"value": kp[0], "jacobian": kp[1]}
             kp_driving = {"value": kp[2], "jacobian": kp[3]}
         else:
             kp_source, kp_driving = {"value": kp[0]}, {"value": kp[1]}
-        state = {
-            # Without the warped-source blend only out["deformed"] reads source_image and it is not an
-            # output, so the exporter drops that warp; a tiny stand-in keeps the graph free of a full-size input.
-            "source_image": source_image if source_image is not None else source_small[:, :, :1, :1],
-            "source_small": source_small,
-            "features": features,
-            "kp_source_value": kp_source["value"],
-        }
+        # Without the warped-source blend only out["deformed"] reads source_image and it is not an
+        # output, so the exporter drops that warp; a tiny stand-in keeps the graph free of a full-size input.
+        state.setdefault("source_image", state["source_small"][:, :, :1, :1])
+        state["kp_source_value"] = kp_source["value"]
         if self.jacobian:
             state["kp_source_jacobian"] = kp_source["jacobian"]
         return self.generator.animate(state, kp_driving)["prediction"]
@@ -98,12 +107,23 @@ def uses_source_image(config) -> bool:
     return config.generator.warped_source_blend
 
 
-def source_feed(small, features, image, needs_image: bool) -> dict:
-    """The avatar half of the animate graph's inputs, by name (numpy arrays or OrtValues)."""
-    feed = {"source_small": small, "features": features}
-    if needs_image:
-        feed["source_image"] = image
-    return feed
+def avatar_names(blend: bool) -> list[str]:
+    """The avatar-side inputs of the animate graph, in order (also the generator's state keys)."""
+    return ["source_small", "features"] + (["source_image", "rest_occlusion"] if blend else [])
+
+
+def avatar_feed(sessions: dict, avatar, jacobian: bool, blend: bool) -> tuple[list, dict]:
+    """Run the kp detector and source encoder graphs (`sessions[part].run(None, feed)`, onnxruntime's
+    call) on the avatar array: its keypoint outputs, and the animate graph's avatar-side inputs by name
+    (kp_source_* included). With the blend the encoder also takes the keypoints (for the occlusion map at
+    rest) and the animate graph the avatar image itself."""
+    kp = sessions["kp_detector"].run(None, {"image": avatar})
+    kp_feed = dict(zip(kp_names(jacobian, "kp_source"), kp))
+    encoded = sessions["source_encoder"].run(None, {"image": avatar, **(kp_feed if blend else {})})
+    feed = dict(zip([name for name in avatar_names(blend) if name != "source_image"], encoded))
+    if blend:
+        feed["source_image"] = avatar
+    return kp, {**{name: feed[name] for name in avatar_names(blend)}, **kp_feed}
 
 
 def part_modules(model: ReenactModel) -> dict[str, nn.Module]:
@@ -129,10 +149,11 @@ class PartSpec:
 
 
 def part_specs(jacobian: bool, with_source_image: bool = False) -> dict[str, PartSpec]:
-    avatar = ["source_small", "features"] + (["source_image"] if with_source_image else [])
+    avatar = avatar_names(with_source_image)
+    encoder_inputs = ["image", *(kp_names(jacobian, "kp_source") if with_source_image else [])]
     return {
         "kp_detector": PartSpec("kp_detector", ["image"], kp_names(jacobian)),
-        "source_encoder": PartSpec("source_encoder", ["image"], ["source_small", "features"]),
+        "source_encoder": PartSpec("source_encoder", encoder_inputs, [n for n in avatar if n != "source_image"]),
         "animate": PartSpec(
             "animate",
             [*avatar, *kp_names(jacobian, "kp_source"), *kp_names(jacobian, "kp_driving")],
@@ -166,8 +187,10 @@ class ExportResult:
 
 
 def model_hash(model: ReenactModel) -> str:
-    """Stable hash of weights + config: keys exported graphs and TensorRT engines to the exact model."""
+    """Stable hash of weights + config + GRAPH_VERSION: keys exported graphs and TensorRT engines to the
+    exact model and graph layout."""
     digest = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True).encode())
+    digest.update(f"graph-version-{GRAPH_VERSION}".encode())
     for part, state in model.state_dicts().items():
         for key in sorted(state):
             digest.update(f"{part}.{key}".encode())
@@ -180,11 +203,13 @@ def example_inputs(model: ReenactModel) -> dict[str, tuple[torch.Tensor, ...]]:
     size = model.config.image_size
     image = torch.rand(1, 3, size, size)
     modules = part_modules(model)
+    blend = uses_source_image(model.config)
     with torch.no_grad():
         kp = modules["kp_detector"](image)
-        small, features = modules["source_encoder"](image)
-    avatar = (small, features, image) if uses_source_image(model.config) else (small, features)
-    return {"kp_detector": (image,), "source_encoder": (image,), "animate": (*avatar, *kp, *kp)}
+        encoder_args = (image, *kp) if blend else (image,)
+        encoded = modules["source_encoder"](*encoder_args)
+    avatar = (*encoded[:2], image, *encoded[2:]) if blend else encoded
+    return {"kp_detector": (image,), "source_encoder": encoder_args, "animate": (*avatar, *kp, *kp)}
 
 
 def _export_one(module: nn.Module, args: tuple, spec: PartSpec, path: Path, exporter: str) -> None:

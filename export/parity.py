@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.onnx_export import ExportError, read_manifest, source_feed
+from export.onnx_export import ExportError, avatar_feed, read_manifest
 from models import ReenactModel
 
 log = logging.getLogger(__name__)
@@ -80,8 +80,7 @@ def check_parity(
     model = model.eval().to("cpu", torch.float32)
 
     avatar = _to_array(frames[0])
-    kp_source_ort = sessions["kp_detector"].run(None, {"image": avatar})
-    small, features = sessions["source_encoder"].run(None, {"image": avatar})
+    _, avatar_inputs = avatar_feed(sessions, avatar, manifest.jacobian, manifest.uses_source_image)
     with torch.inference_mode():
         avatar_t = torch.from_numpy(avatar)
         kp_source = model.kp_detector(avatar_t)
@@ -92,9 +91,7 @@ def check_parity(
     for frame in frames:
         image = _to_array(frame)
         kp_ort = sessions["kp_detector"].run(None, {"image": image})
-        feed = source_feed(small, features, avatar, manifest.uses_source_image)
-        feed.update({f"kp_source_{n}": v for n, v in zip(names, kp_source_ort)})
-        feed.update({f"kp_driving_{n}": v for n, v in zip(names, kp_ort)})
+        feed = {**avatar_inputs, **{f"kp_driving_{n}": v for n, v in zip(names, kp_ort)}}
         prediction_ort = sessions["animate"].run(["prediction"], feed)[0]
         with torch.inference_mode():
             kp = model.kp_detector(torch.from_numpy(image))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.onnx_export import MANIFEST, ExportError, read_manifest, source_feed
+from export.onnx_export import MANIFEST, ExportError, avatar_feed, kp_names, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -35,19 +35,13 @@ def calibration_feeds(folder: Path, frames: list[np.ndarray], jacobian: bool) ->
         part: ort.InferenceSession(str(manifest.path(part)), providers=["CPUExecutionProvider"])
         for part in ("kp_detector", "source_encoder")
     }
-    names = ["value", "jacobian"] if jacobian else ["value"]
-    avatar = _image(frames[0])
-    kp_source = run["kp_detector"].run(None, {"image": avatar})
-    small, features = run["source_encoder"].run(None, {"image": avatar})
+    _, avatar = avatar_feed(run, _image(frames[0]), jacobian, manifest.uses_source_image)
     feeds: dict[str, list[dict]] = {"kp_detector": [], "animate": []}
     for frame in frames:
         image = _image(frame)
         feeds["kp_detector"].append({"image": image})
         kp = run["kp_detector"].run(None, {"image": image})
-        feed = source_feed(small, features, avatar, manifest.uses_source_image)
-        feed.update({f"kp_source_{n}": v for n, v in zip(names, kp_source)})
-        feed.update({f"kp_driving_{n}": v for n, v in zip(names, kp)})
-        feeds["animate"].append(feed)
+        feeds["animate"].append({**avatar, **dict(zip(kp_names(jacobian, "kp_driving"), kp))})
     return feeds
 
 

@@ -1,8 +1,8 @@
 """Occlusion-aware generator (FOMM sec. 3.3) and the paper's multi-scale restoration decoder (sec. 2.3).
 
 The work splits in two so a live session can cache the avatar side:
-`encode_source` (once per avatar: encoder features and the downscaled source for the dense-motion
-network) and `animate` (per driving frame: dense motion, warp, decoder). `forward` chains them.
+`encode_source` (once per avatar: encoder features, the downscaled source for the dense-motion
+network and, with the warped-source blend, the occlusion map at rest) and `animate` (per driving frame: dense motion, warp, decoder). `forward` chains them.
 """
 
 from __future__ import annotations
@@ -59,7 +59,17 @@ class OcclusionAwareGenerator(nn.Module):
         }
         if "jacobian" in kp_source:
             state["kp_source_jacobian"] = kp_source["jacobian"]
+        if self.warped_source_blend:
+            state["rest_occlusion"] = self.rest_occlusion(state["source_small"], kp_source)
         return state
+
+    def rest_occlusion(self, source_small: torch.Tensor, kp_source: KP) -> torch.Tensor:
+        """The final occlusion map for the avatar driven by its own keypoints: what the warped-source
+        blend normalises by (models/source_blend.py). Ones where the model has no occlusion map."""
+        occlusion = self.dense_motion_network.predict(source_small, kp_source, kp_source).get("occlusion_map")
+        if occlusion is None:
+            return source_small.new_ones(source_small.shape[0], 1, *source_small.shape[2:])
+        return occlusion[-1] if self.multiscale else occlusion
 
     def animate(self, state: dict[str, torch.Tensor], kp_driving: KP) -> dict:
         """Per-frame work: dense motion from cached source state, warp, occlusion, decode."""
@@ -91,7 +101,8 @@ class OcclusionAwareGenerator(nn.Module):
         prediction = torch.sigmoid(self.final(features))
         if self.warped_source_blend:
             final_occlusion = occlusion[-1] if self.multiscale else occlusion
-            prediction = blend_warped_source(prediction, state["source_image"], deformation, final_occlusion)
+            prediction = blend_warped_source(prediction, state["source_image"], deformation, final_occlusion,
+                                             state["rest_occlusion"])
         out["prediction"] = prediction
         return out
 

@@ -122,8 +122,9 @@ def test_calibration_and_parity_frames_are_real_and_disjoint() -> None:
 
 
 def test_warped_source_blend_export_takes_the_avatar_and_matches(tmp_path, real_frames):
-    """With the warped-source blend the per-frame graph warps the avatar itself: it becomes an input, fed
-    by the ONNX Runtime engine from its cached avatar state, and the graph still matches PyTorch."""
+    """With the warped-source blend the per-frame graph warps the avatar itself: it and the occlusion map
+    at rest (from the source encoder, which then takes the avatar's keypoints) become inputs, fed by the
+    ONNX Runtime engine from its cached avatar state, and the graphs still match PyTorch."""
     import dataclasses
 
     import onnx
@@ -137,8 +138,11 @@ def test_warped_source_blend_export_takes_the_avatar_and_matches(tmp_path, real_
     model = build_model(config).eval()
     result = export_onnx(model, tmp_path)
     assert result.uses_source_image and read_manifest(tmp_path).uses_source_image
-    assert [i.name for i in onnx.load(str(result.path("animate"))).graph.input][:3] == \
-        ["source_small", "features", "source_image"]
+    assert [i.name for i in onnx.load(str(result.path("animate"))).graph.input][:4] == \
+        ["source_small", "features", "source_image", "rest_occlusion"]
+    encoder = onnx.load(str(result.path("source_encoder"))).graph
+    assert [i.name for i in encoder.input] == ["image", "kp_source_value", "kp_source_jacobian"]
+    assert [o.name for o in encoder.output] == ["source_small", "features", "rest_occlusion"]
     report = check_parity(model, tmp_path, real_frames[:4])
     assert report.ok, report.line()
     ort_engine, torch_engine = OnnxRuntimeEngine(tmp_path), TorchEngine(model)
@@ -146,3 +150,6 @@ def test_warped_source_blend_export_takes_the_avatar_and_matches(tmp_path, real_
     outputs = [engine.animate(engine.encode_source(frames[0]), engine.detect_keypoints(frames[1]))
                for engine in (ort_engine, torch_engine)]
     assert np.abs(outputs[0].astype(int) - outputs[1].astype(int)).max() <= 1
+    # Driven by its own keypoints the avatar comes back as it is, whatever the (here random) weights.
+    still = ort_engine.animate(ort_engine.encode_source(frames[0]), ort_engine.detect_keypoints(frames[0]))
+    assert np.abs(still.astype(int) - frames[0].astype(int)).max() <= 1

@@ -12,7 +12,7 @@ from models import build_model, load_checkpoint, preset
 from models.blocks import make_coordinate_grid, warp
 from models.config import ModelConfig
 from models.paths import default_weights
-from models.source_blend import blend_warped_source, warp_full_resolution
+from models.source_blend import blend_warped_source, visibility, warp_full_resolution
 from reenact_app.video_io import centre_crop, read_frames
 
 CLIP = "wyhsirius+LIA/data/vox/driving2.mp4"
@@ -48,6 +48,18 @@ def test_occlusion_map_decides_between_avatar_and_decoder():
     half = torch.full((2, 1, 16, 16), 0.25)
     assert torch.allclose(blend_warped_source(prediction, avatar, motion, half), 0.25 * avatar + 0.75 * prediction, atol=1e-5)
     assert blend_warped_source(prediction, avatar, motion, None) is prediction  # no occlusion map: nothing to blend
+
+
+def test_visibility_is_the_occlusion_relative_to_rest():
+    rest = torch.tensor([0.5, 0.8, 1.0, 0.0]).view(1, 1, 2, 2)
+    occlusion = torch.tensor([0.25, 0.8, 0.9, 0.3]).view(1, 1, 2, 2)
+    expected = torch.tensor([0.5, 1.0, 0.9, 1.0]).view(1, 1, 2, 2)  # at most 1; a zero rest map: shown in full
+    assert torch.allclose(visibility(occlusion, rest), expected)
+    assert visibility(occlusion, None) is occlusion
+    torch.manual_seed(0)
+    prediction, avatar = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    at_rest = blend_warped_source(prediction, avatar, _identity_motion(1), rest, rest)
+    assert torch.allclose(at_rest, avatar, atol=1e-5)  # unmoved and occluded as at rest: the avatar itself
 
 
 def test_checkpoints_are_interchangeable_and_default_is_off():
@@ -92,6 +104,22 @@ def test_shipped_weights_are_sharper_and_closer_to_the_real_frame_with_the_blend
     assert _laplacian_energy(blended) > 1.5 * _laplacian_energy(decoder)
     assert float((blended - driving).abs().mean()) < 0.7 * float((source - driving).abs().mean())
     assert np.isfinite(blended.numpy()).all()
+
+
+def test_shipped_weights_return_the_avatar_itself_when_it_is_not_moved(real_pair):
+    """Driven by its own keypoints the avatar must come back unchanged: the occlusion map at rest is
+    0.5-0.7 over eyes and mouth, so a blend by the plain map would soften exactly those features."""
+    source, _ = real_pair
+    model = load_checkpoint()
+    with torch.no_grad():
+        kp = model.kp_detector(source)
+        blended = model.generator(source, kp_driving=kp, kp_source=kp)["prediction"]
+        decoder = model.set_warped_source_blend(False).generator(source, kp_driving=kp, kp_source=kp)
+    occlusion = decoder["occlusion_map"][-1]
+    plain = blend_warped_source(decoder["prediction"], source, decoder["deformation"], occlusion)
+    assert float((blended - source).abs().max()) < 2e-3
+    assert float(occlusion.min()) < 0.8  # the map alone is far from 1 at rest ...
+    assert float((plain - source).abs().mean()) > float((blended - source).abs().mean()) + 5e-4  # ... and blurs
 
 
 def test_convert_checkpoint_switches_the_blend_and_keeps_the_training_metadata(tmp_path):

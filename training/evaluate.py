@@ -232,7 +232,7 @@ def evaluate(
             start = time.perf_counter()
             key = (str(clip.path), size, max_frames, spread)
             cached = cache.entries.get(key) if cache is not None else None
-            model_scores, base_scores, reals = _score_clip(faces, frames, predictions, cached)
+            model_scores, base_scores, reals = score_clip(faces, frames, predictions, cached)
             if cache is not None:
                 cache.entries[key] = (reals, base_scores)
             metric_seconds += time.perf_counter() - start
@@ -294,7 +294,7 @@ def reconstruct(model: Any, frames: list[np.ndarray], batch_size: int = 4) -> li
     return out
 
 
-def _score_clip(
+def score_clip(
     faces: Any, frames: list[np.ndarray], predictions: list[np.ndarray],
     reference: tuple[list[FaceObservation], list[FrameScore]] | None = None,
 ) -> tuple[list[FrameScore], list[FrameScore], list[FaceObservation]]:

@@ -121,8 +121,9 @@ def _model(preset: str, checkpoint: str | None):
     return build_model(preset).eval()
 
 
-class _Runner:
-    """Times one engine's parts; `step(frame)` does one driving frame."""
+class EngineRunner:
+    """Times one engine's parts through the app's session; `step(frame)` does one driving frame (public:
+    other benchmarks time engine variants with it)."""
 
     def __init__(self, name: str, engine, avatar: np.ndarray):
         from reenact_app.session import AnimationSession, MotionSettings
@@ -254,7 +255,7 @@ def _probe_main(preset: str, engine_name: str, checkpoint: str | None, cache_dir
 
         engine = create_engine(model, engine_name, options=EngineOptions(cache_dir=cache_dir, runtime_fallback=False))
         del model
-        runner = _Runner(engine_name, engine, frames[0])
+        runner = EngineRunner(engine_name, engine, frames[0])
     for frame in frames[1:]:
         runner.step(frame)
     print(peak_rss_mb())
@@ -289,7 +290,7 @@ def run_benchmark(config: BenchConfig, progress: Callable[[str], None] | None = 
             say(f"[{label}] building {name}")
             try:
                 engine = create_engine(model, name, options=options)
-                runners.append(_Runner(name, engine, avatar))
+                runners.append(EngineRunner(name, engine, avatar))
                 results[name] = EngineResult(label, name, engine.describe())
             except Exception as exc:
                 log.warning("engine %s unavailable for %s: %s", name, preset, exc)
@@ -303,7 +304,7 @@ def run_benchmark(config: BenchConfig, progress: Callable[[str], None] | None = 
                 runner.step(driving[i % len(driving)])
             if i % 3 == 0:
                 for runner in runners:
-                    if isinstance(runner, _Runner):
+                    if isinstance(runner, EngineRunner):
                         runner.encode()
         for runner in runners:
             result = results[runner.name]

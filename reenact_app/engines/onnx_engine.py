@@ -165,13 +165,11 @@ class OnnxRuntimeEngine(Engine):
         return self._keypoints(self.sessions["kp_detector"].run(None, {"image": image_to_array(image)}))
 
     def encode_source(self, image: np.ndarray) -> SourceState:
-        from export.onnx_export import source_feed
+        from export.onnx_export import avatar_feed
 
-        array = image_to_array(image)
-        keypoints = self._keypoints(self.sessions["kp_detector"].run(None, {"image": array}))
-        small, features = self.sessions["source_encoder"].run(None, {"image": array})
-        tensors: dict = source_feed(small, features, array, self.manifest.uses_source_image)
-        tensors.update(self._kp_feed(keypoints, "kp_source"))
+        kp_outputs, tensors = avatar_feed(self.sessions, image_to_array(image), self.jacobian,
+                                          self.manifest.uses_source_image)
+        keypoints = self._keypoints(kp_outputs)
         if self.device == "cuda":
             # Keep the avatar state on the GPU: per frame only the driving keypoints are uploaded.
             tensors = {

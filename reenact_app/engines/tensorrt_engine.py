@@ -50,9 +50,8 @@ class TensorRTEngine(TorchEngine):
 
     @torch.inference_mode()
     def animate(self, source: SourceState, kp_driving: Keypoints) -> np.ndarray:
-        state = source.tensors
-        avatar = [state["source_small"], state["features"]]
-        if self.model.generator.warped_source_blend:
-            avatar.append(state["source_image"])
+        from export.onnx_export import avatar_names
+
+        avatar = [source.tensors[name] for name in avatar_names(self.model.generator.warped_source_blend)]
         prediction = self.compiled["animate"](*avatar, *self._kp_args(source.keypoints), *self._kp_args(kp_driving))
         return to_image(prediction)
