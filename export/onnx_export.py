@@ -70,7 +70,7 @@ class SourceEncoderPart(nn.Module):
         else:
             kp_source = {"value": image.new_zeros(1, 1, 2)}
         state = self.generator.encode_source(image, kp_source)
-        return tuple(state[name] for name in avatar_names(self.blend) if name != "source_image")
+        return tuple(state[name] for name in encoder_output_names(self.blend))
 
 
 class AnimatePart(nn.Module):
@@ -112,6 +112,11 @@ def avatar_names(blend: bool) -> list[str]:
     return ["source_small", "features"] + (["source_image", "rest_occlusion"] if blend else [])
 
 
+def encoder_output_names(blend: bool) -> list[str]:
+    """The source encoder graph's outputs: the avatar-side inputs other than the avatar image itself."""
+    return [name for name in avatar_names(blend) if name != "source_image"]
+
+
 def avatar_feed(sessions: dict, avatar, jacobian: bool, blend: bool) -> tuple[list, dict]:
     """Run the kp detector and source encoder graphs (`sessions[part].run(None, feed)`, onnxruntime's
     call) on the avatar array: its keypoint outputs, and the animate graph's avatar-side inputs by name
@@ -120,7 +125,7 @@ def avatar_feed(sessions: dict, avatar, jacobian: bool, blend: bool) -> tuple[li
     kp = sessions["kp_detector"].run(None, {"image": avatar})
     kp_feed = dict(zip(kp_names(jacobian, "kp_source"), kp))
     encoded = sessions["source_encoder"].run(None, {"image": avatar, **(kp_feed if blend else {})})
-    feed = dict(zip([name for name in avatar_names(blend) if name != "source_image"], encoded))
+    feed = dict(zip(encoder_output_names(blend), encoded))
     if blend:
         feed["source_image"] = avatar
     return kp, {**{name: feed[name] for name in avatar_names(blend)}, **kp_feed}
@@ -153,7 +158,7 @@ def part_specs(jacobian: bool, with_source_image: bool = False) -> dict[str, Par
     encoder_inputs = ["image", *(kp_names(jacobian, "kp_source") if with_source_image else [])]
     return {
         "kp_detector": PartSpec("kp_detector", ["image"], kp_names(jacobian)),
-        "source_encoder": PartSpec("source_encoder", encoder_inputs, [n for n in avatar if n != "source_image"]),
+        "source_encoder": PartSpec("source_encoder", encoder_inputs, encoder_output_names(with_source_image)),
         "animate": PartSpec(
             "animate",
             [*avatar, *kp_names(jacobian, "kp_source"), *kp_names(jacobian, "kp_driving")],

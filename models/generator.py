@@ -2,7 +2,8 @@
 
 The work splits in two so a live session can cache the avatar side:
 `encode_source` (once per avatar: encoder features, the downscaled source for the dense-motion
-network and, with the warped-source blend, the occlusion map at rest) and `animate` (per driving frame: dense motion, warp, decoder). `forward` chains them.
+network and, with the warped-source blend, the occlusion map at rest) and `animate` (per driving frame:
+dense motion, warp, decoder). `forward` chains them.
 """
 
 from __future__ import annotations
@@ -69,6 +70,10 @@ class OcclusionAwareGenerator(nn.Module):
         occlusion = self.dense_motion_network.predict(source_small, kp_source, kp_source).get("occlusion_map")
         if occlusion is None:
             return source_small.new_ones(source_small.shape[0], 1, *source_small.shape[2:])
+        return self._final_occlusion(occlusion)
+
+    def _final_occlusion(self, occlusion):
+        """The map of the last decoder stage: the paper's finest (image-size) map, or FOMM's single one."""
         return occlusion[-1] if self.multiscale else occlusion
 
     def animate(self, state: dict[str, torch.Tensor], kp_driving: KP) -> dict:
@@ -100,9 +105,8 @@ class OcclusionAwareGenerator(nn.Module):
         out["deformation"] = deformation
         prediction = torch.sigmoid(self.final(features))
         if self.warped_source_blend:
-            final_occlusion = occlusion[-1] if self.multiscale else occlusion
-            prediction = blend_warped_source(prediction, state["source_image"], deformation, final_occlusion,
-                                             state["rest_occlusion"])
+            prediction = blend_warped_source(prediction, state["source_image"], deformation,
+                                             self._final_occlusion(occlusion), state["rest_occlusion"])
         out["prediction"] = prediction
         return out
 
