@@ -3,9 +3,10 @@
     python benchmarks/source_blend_eval.py --data /work/prepared/shared256 [--checkpoint FILE]
         [--max-frames 48] [--spread] [--out FILE]
 
-Rows: "decoder" (the generator's prediction, FOMM and the paper), "blend" (occlusion * warped avatar +
-(1 - occlusion) * prediction: models/source_blend.py) and "warp" (the avatar warped by the dense motion
-alone, no decoder: what the blend tends to where the occlusion map is 1). One process and one reference
+Rows: "decoder" (the generator's prediction, FOMM and the paper), "blend" (visibility * warped avatar +
+(1 - visibility) * prediction, visibility being the occlusion map relative to its value at rest:
+models/source_blend.py) and "warp" (the avatar warped by the dense motion alone, no decoder: what the
+blend is where the visibility is 1). One process and one reference
 cache: the real frames are scored once. Writes benchmarks/results/source-blend-eval-<frames>.json.
 """
 
