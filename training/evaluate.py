@@ -274,21 +274,32 @@ def evaluate_checkpoint(checkpoint_or_model: Any, data_dir: str | Path, **kwargs
 
 
 def reconstruct(model: Any, frames: list[np.ndarray], batch_size: int = 4) -> list[np.ndarray]:
-    """Drive frame 0 by every frame with absolute keypoints; HWC float predictions in [0,1]."""
+    """Drive frame 0 by every frame with absolute keypoints; HWC float predictions in [0,1].
+
+    A generator with `encode_source`/`animate` (ours) encodes the avatar once per clip, as the app does;
+    any other module (a wrapper, a test double) is called as `generator(source, kp_driving=, kp_source=)`.
+    """
     import torch
 
     device = _model_device(model)
+    generator = model.generator
+    cached = hasattr(generator, "encode_source") and hasattr(generator, "animate")
     source = torch.from_numpy(frames[0]).permute(2, 0, 1)[None].to(device)
     out: list[np.ndarray] = []
     with torch.no_grad():
         kp_source = model.kp_detector(source)
+        state = generator.encode_source(source, kp_source) if cached else None
         for begin in range(0, len(frames), max(1, batch_size)):
             chunk = frames[begin:begin + max(1, batch_size)]
             driving = torch.from_numpy(np.stack(chunk)).permute(0, 3, 1, 2).to(device)
             n = driving.shape[0]
             kp_driving = model.kp_detector(driving)
-            kp_src = {key: value.expand(n, *value.shape[1:]) for key, value in kp_source.items()}
-            prediction = model.generator(source.expand(n, -1, -1, -1), kp_driving=kp_driving, kp_source=kp_src)
+            if cached:
+                batch_state = {key: value.expand(n, *value.shape[1:]) for key, value in state.items()}
+                prediction = generator.animate(batch_state, kp_driving)
+            else:
+                kp_src = {key: value.expand(n, *value.shape[1:]) for key, value in kp_source.items()}
+                prediction = generator(source.expand(n, -1, -1, -1), kp_driving=kp_driving, kp_source=kp_src)
             prediction = prediction["prediction"].float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
             out.extend(prediction)
     return out
