@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 from reenact_app.errors import MediaError
-from reenact_app.gui.app import has_display, remove_cv2_qt_overrides
+from reenact_app.gui import app as gui_app
+from reenact_app.gui.app import (debian_package, has_display, missing_system_libraries, parse_ldd_missing,
+                                 remove_cv2_qt_overrides, uses_xcb)
 from reenact_app.gui.settings import AppSettings, load_settings, reset_settings, save_settings, settings_path
 
 pytestmark = pytest.mark.gui
@@ -58,6 +60,66 @@ def test_display_detection():
     assert not has_display({"DISPLAY": ":987"}, "linux")  # no such X server socket
     assert has_display({"WAYLAND_DISPLAY": "wayland-0"}, "linux")
     assert has_display({}, "win32")
+
+
+def test_which_platform_plugin_qt_will_use():
+    assert uses_xcb({"DISPLAY": ":0"}, "linux")
+    assert uses_xcb({"QT_QPA_PLATFORM": "xcb:nograb"}, "linux")
+    assert not uses_xcb({"DISPLAY": ":0", "WAYLAND_DISPLAY": "wayland-0"}, "linux")
+    assert not uses_xcb({"QT_QPA_PLATFORM": "offscreen"}, "linux")
+    assert not uses_xcb({"QT_QPA_PLATFORM": "wayland;xcb"}, "linux")
+    assert not uses_xcb({"DISPLAY": ":0"}, "darwin")
+
+
+def test_missing_libraries_named_with_their_debian_packages():
+    # ldd's output for PySide6 6.x's libqxcb.so on a fresh Debian 12 with Xvfb installed (seen here)
+    ldd = ("\tlibQt6XcbQpa.so.6 => /x/PySide6/Qt/lib/libQt6XcbQpa.so.6 (0x00007f)\n"
+           "\tlibxcb-cursor.so.0 => /lib/x86_64-linux-gnu/libxcb-cursor.so.0 (0x00007f)\n"
+           "\tlibxcb-icccm.so.4 => not found\n\tlibxcb-keysyms.so.1 => not found\n"
+           "\tlibxcb-icccm.so.4 => not found\n\tlinux-vdso.so.1 (0x00007ffc)\n")
+    assert parse_ldd_missing(ldd) == ["libxcb-icccm.so.4", "libxcb-keysyms.so.1"]
+    assert [debian_package(n) for n in ("libxcb-icccm.so.4", "libxcb-keysyms.so.1", "libxcb-cursor.so.0",
+                                        "libxkbcommon-x11.so.0", "libX11-xcb.so.1", "libxcb-render-util.so.0")] == [
+        "libxcb-icccm4", "libxcb-keysyms1", "libxcb-cursor0", "libxkbcommon-x11-0", "libx11-xcb1", "libxcb-render-util0"]
+    message = gui_app.missing_libraries_message(["libxcb-icccm.so.4", "libxcb-keysyms.so.1"])
+    assert "sudo apt install libxcb-icccm4 libxcb-keysyms1" in message and "--offscreen" in message
+
+
+def test_missing_libraries_found_by_ldd_on_a_real_library(tmp_path):
+    """A real shared library linked against one that is then deleted: ldd must name exactly that one."""
+    import shutil
+
+    if shutil.which("cc") is None or shutil.which("ldd") is None:
+        pytest.skip("needs a C compiler and ldd")
+    (tmp_path / "gone.c").write_text("int gone(void) { return 1; }\n")
+    (tmp_path / "plugin.c").write_text("int gone(void);\nint plugin(void) { return gone(); }\n")
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(tmp_path / "libgone.so.3"), str(tmp_path / "gone.c"),
+                    "-Wl,-soname,libgone.so.3"], check=True)
+    (tmp_path / "libgone.so").symlink_to("libgone.so.3")
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(tmp_path / "libqxcb.so"), str(tmp_path / "plugin.c"),
+                    f"-L{tmp_path}", "-lgone"], check=True)
+    assert missing_system_libraries(tmp_path / "libqxcb.so") == ["libgone.so.3"]
+    assert missing_system_libraries(tmp_path / "no-such-plugin.so") == []  # cannot tell: Qt is left to try
+    plugin = gui_app.xcb_plugin()  # PySide6's own plugin: whatever ldd reports missing really is absent
+    if plugin is not None:
+        import ctypes
+
+        for name in missing_system_libraries(plugin):
+            with pytest.raises(OSError):
+                ctypes.CDLL(name)
+
+
+def test_app_refuses_to_start_with_a_clear_line_when_x11_libraries_are_missing(monkeypatch, capsys):
+    from reenact_app.gui.main import main
+
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(gui_app, "has_display", lambda *a, **k: True)
+    monkeypatch.setattr(gui_app, "missing_system_libraries", lambda *a, **k: ["libxcb-keysyms.so.1"])
+    assert main([]) == 2  # returns before any QApplication exists (Qt would abort the process)
+    err = capsys.readouterr().err
+    assert "libxcb-keysyms.so.1" in err and "sudo apt install libxcb-keysyms1" in err
 
 
 def test_cv2_qt_override_removed():

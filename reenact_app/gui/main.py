@@ -41,11 +41,16 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from reenact_app.gui.app import NO_DISPLAY_MESSAGE, has_display
+    from reenact_app.gui.app import NO_DISPLAY_MESSAGE, has_display, xcb_problem
 
-    if not args.screenshot and not has_display():
-        print(NO_DISPLAY_MESSAGE, file=sys.stderr)
-        return 2
+    if not args.screenshot:
+        if not has_display():
+            print(NO_DISPLAY_MESSAGE, file=sys.stderr)
+            return 2
+        problem = xcb_problem()
+        if problem:
+            print(problem, file=sys.stderr)
+            return 2
     from reenact_app.gui.run import run_app, run_screenshot
 
     if args.screenshot:

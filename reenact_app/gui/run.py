@@ -86,12 +86,18 @@ def run_screenshot(args: argparse.Namespace) -> int:
 
     from reenact_app.gui.stall import StallMeter
 
-    from reenact_app.gui.app import has_display
+    from reenact_app.gui.app import has_display, xcb_problem
 
     frames = args.frames or DEFAULT_SCREENSHOT_FRAMES
     # With a display (a desktop, or Xvfb for README screenshots) the real platform plugin draws the
-    # window; without one, the offscreen plugin does. Either way it is the same window and code.
+    # window; without one, or where the X11 plugin cannot load, the offscreen plugin does. Either way it
+    # is the same window and code.
     offscreen = getattr(args, "offscreen", False) or not has_display()
+    if not offscreen:
+        problem = xcb_problem()
+        if problem:
+            log.warning("%s; taking the screenshot offscreen", problem)
+            offscreen = True
     app, controller, window = _make(args, offscreen=offscreen)
     log.info("screenshot mode on the %s platform", app.platformName())
     window.resize(1280, 800)
