@@ -32,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from models import load_checkpoint  # noqa: E402
 from models.blocks import make_coordinate_grid  # noqa: E402
-from training.evaluate import ReferenceCache, clip_metric, evaluate, paired_difference  # noqa: E402
+from training.evaluate import ReferenceCache, clip_metric, evaluate, format_paired, paired_difference  # noqa: E402
+from training.losses import gaussian_window  # noqa: E402
 
 METRICS = ("l1", "akd", "aed")
 
@@ -55,15 +56,12 @@ class JacobianTowardIdentity(nn.Module):
 def smooth_deformation(deformation: torch.Tensor, sigma: float) -> torch.Tensor:
     """Gaussian-smooth a sampling grid's displacement (B, h, w, 2), edges replicated."""
     radius = max(1, round(3 * sigma))
-    x = torch.arange(-radius, radius + 1, dtype=deformation.dtype, device=deformation.device)
-    kernel = torch.exp(-x**2 / (2 * sigma**2))
-    kernel = kernel / kernel.sum()
     b, h, w, _ = deformation.shape
     grid = make_coordinate_grid(h, w, deformation)
-    displacement = (deformation - grid).permute(0, 3, 1, 2).reshape(b * 2, 1, h, w)
-    displacement = F.conv2d(F.pad(displacement, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
-    displacement = F.conv2d(F.pad(displacement, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))
-    return grid + displacement.view(b, 2, h, w).permute(0, 2, 3, 1)
+    displacement = (deformation - grid).permute(0, 3, 1, 2)
+    kernel = gaussian_window(2 * radius + 1, sigma, displacement)
+    displacement = F.conv2d(F.pad(displacement, (radius,) * 4, mode="replicate"), kernel, groups=2)
+    return grid + displacement.permute(0, 2, 3, 1)
 
 
 class Scaled(nn.Module):
@@ -132,8 +130,7 @@ def main() -> int:
         diffs = {m: paired_difference(clip_metric(report, m), clip_metric(shipped, m)) for m in METRICS}
         summary[name] = {"overall": {m: overall[m] for m in METRICS}, "vs_shipped": diffs,
                          "clips": {c["clip"]: {m: c["model"][m] for m in METRICS} for c in report["clips"]}}
-        cell = " / ".join(f"{d['mean']:+.4f} ± {d['se']:.4f} ({d['lower_on']})" for d in diffs.values())
-        print(f"| {name} | {overall['l1']:.4f} | {overall['akd']:.3f} | {overall['aed']:.4f} | {cell} |")
+        print(f"| {name} | {overall['l1']:.4f} | {overall['akd']:.3f} | {overall['aed']:.4f} | {format_paired(diffs)} |")
     static = shipped["overall"]["static_baseline"]
     print(f"| static baseline | {static['l1']:.4f} | {static['akd']:.3f} | {static['aed']:.4f} | |")
     out = args.out or Path(__file__).parent / "results" / f"motion-knobs-{args.split}.json"

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from models import load_checkpoint  # noqa: E402
 from models.source_blend import warp_full_resolution  # noqa: E402
-from training.evaluate import ReferenceCache, clip_metric, evaluate, paired_difference  # noqa: E402
+from training.evaluate import ReferenceCache, clip_metric, evaluate, format_paired, paired_difference  # noqa: E402
 
 METRICS = ("l1", "akd", "aed")
 
@@ -72,8 +72,8 @@ def main() -> int:
         vs_static = {m: paired_difference(clip_metric(report, m), clip_metric(report, m, "static_baseline"))
                      for m in METRICS}
         summary[name] = {"overall": {m: overall[m] for m in METRICS}, "vs_decoder": diffs, "vs_static": vs_static}
-        cells = [" / ".join(f"{d['mean']:+.4f} ± {d['se']:.4f} ({d['lower_on']})" for d in x.values()) for x in (diffs, vs_static)]
-        print(f"| {name} | {overall['l1']:.4f} | {overall['akd']:.3f} | {overall['aed']:.4f} | {cells[0]} | {cells[1]} |")
+        print(f"| {name} | {overall['l1']:.4f} | {overall['akd']:.3f} | {overall['aed']:.4f} | {format_paired(diffs)} "
+              f"| {format_paired(vs_static)} |")
     print(f"| static baseline | {static['l1']:.4f} | {static['akd']:.3f} | {static['aed']:.4f} | | |")
     frames = f"{'spread' if args.spread else 'first'}{args.max_frames}"
     out = args.out or Path(__file__).parent / "results" / f"source-blend-eval-{frames}.json"

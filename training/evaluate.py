@@ -268,6 +268,11 @@ def paired_difference(values: dict[str, float], reference: dict[str, float]) -> 
             "lower_on": int((diffs < 0).sum()), "clips": len(diffs)}
 
 
+def format_paired(differences: dict[str, dict[str, float | int]]) -> str:
+    """`paired_difference` results as one table cell: "mean ± se (lower on)" per metric, joined by " / "."""
+    return " / ".join(f"{d['mean']:+.4f} ± {d['se']:.4f} ({d['lower_on']})" for d in differences.values())
+
+
 def evaluate_checkpoint(checkpoint_or_model: Any, data_dir: str | Path, **kwargs: Any) -> dict[str, Any]:
     """`evaluate` as a JSON-ready dict (what `reenact evaluate --json` writes)."""
     return evaluate(checkpoint_or_model, data_dir, **kwargs).to_dict()
@@ -289,20 +294,24 @@ def reconstruct(model: Any, frames: list[np.ndarray], batch_size: int = 4) -> li
     with torch.no_grad():
         kp_source = model.kp_detector(source)
         state = generator.encode_source(source, kp_source) if cached else None
-        for begin in range(0, len(frames), max(1, batch_size)):
-            chunk = frames[begin:begin + max(1, batch_size)]
-            driving = torch.from_numpy(np.stack(chunk)).permute(0, 3, 1, 2).to(device)
+        step = max(1, batch_size)
+        for begin in range(0, len(frames), step):
+            driving = torch.from_numpy(np.stack(frames[begin:begin + step])).permute(0, 3, 1, 2).to(device)
             n = driving.shape[0]
             kp_driving = model.kp_detector(driving)
             if cached:
-                batch_state = {key: value.expand(n, *value.shape[1:]) for key, value in state.items()}
-                prediction = generator.animate(batch_state, kp_driving)
+                prediction = generator.animate(_batched(state, n), kp_driving)
             else:
-                kp_src = {key: value.expand(n, *value.shape[1:]) for key, value in kp_source.items()}
-                prediction = generator(source.expand(n, -1, -1, -1), kp_driving=kp_driving, kp_source=kp_src)
+                prediction = generator(source.expand(n, -1, -1, -1), kp_driving=kp_driving,
+                                       kp_source=_batched(kp_source, n))
             prediction = prediction["prediction"].float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
             out.extend(prediction)
     return out
+
+
+def _batched(tensors: dict[str, Any], n: int) -> dict[str, Any]:
+    """Batch-1 tensors viewed as a batch of n (expand: no copy)."""
+    return {key: value.expand(n, *value.shape[1:]) for key, value in tensors.items()}
 
 
 def score_clip(

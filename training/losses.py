@@ -82,7 +82,8 @@ class VGG19Features(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------- pixel
-def _gaussian_window(size: int, sigma: float, like: torch.Tensor) -> torch.Tensor:
+def gaussian_window(size: int, sigma: float, like: torch.Tensor) -> torch.Tensor:
+    """Normalised 2-D Gaussian, one depthwise (C, 1, size, size) kernel per channel of `like`."""
     x = torch.arange(size, dtype=like.dtype, device=like.device) - (size - 1) / 2
     g = torch.exp(-(x**2) / (2 * sigma**2))
     g = g / g.sum()
@@ -93,7 +94,7 @@ def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5)
     """Mean SSIM of images in [0, 1] (Gaussian window, reflect padding so small pyramid levels work)."""
     window = min(window, x.shape[-1], x.shape[-2])
     window -= 1 - window % 2
-    w = _gaussian_window(window, sigma, x)
+    w = gaussian_window(window, sigma, x)
     pad = window // 2
     c = x.shape[1]
 
