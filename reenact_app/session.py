@@ -94,8 +94,9 @@ class AnimationSession:
         scale = self.scale if self.settings.adapt_scale else 1.0
         return relative_keypoints(self.source.keypoints, kp, self.reference, scale, self.settings.relative_jacobian)
 
-    def animate(self, crop: np.ndarray) -> np.ndarray:
-        """One driving crop (uint8 RGB at model size) -> animated avatar (uint8 RGB at model size)."""
+    def animate(self, crop: np.ndarray, landmarks: np.ndarray | None = None) -> np.ndarray:
+        """One driving crop (uint8 RGB at model size) -> animated avatar (uint8 RGB at model size).
+        `landmarks`: the crop's face-mesh landmarks (pixels), used by expression retargeting."""
         if self.source is None:
             raise RuntimeError("set_avatar() must be called before animate()")
         return self.engine.animate(self.source, self.driving_keypoints(crop))

@@ -430,6 +430,15 @@ class FaceTracker:
         return (pts @ inv[:, :2].T + inv[:, 2]).astype(np.float32)
 
 
+def landmarks_in_crop(result: TrackResult) -> np.ndarray | None:
+    """The face-mesh landmarks of a track result in its crop's pixels (the tracker keeps them in the
+    frame's), or None when the mesh did not run or found nothing."""
+    if result.landmarks is None or result.matrix is None:
+        return None
+    m = result.matrix
+    return (result.landmarks @ m[:, :2].T + m[:, 2]).astype(np.float32)
+
+
 @dataclass
 class AvatarCrop:
     """The avatar's model-size crop and how to put an animated crop back into the full picture."""

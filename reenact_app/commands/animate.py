@@ -1,9 +1,8 @@
 """`reenact animate`: animate an avatar picture with a driving video, offline, into an mp4.
 
-Per frame: decode -> face crop (tracker, or centre crop), both in a background thread that overlaps
-inference -> keypoints -> relative motion -> animate -> encode (ffmpeg runs in its own process).
-The avatar is encoded once. Stage times: decode and crop are summed in the worker thread, so with
-the overlap they may add up to more than the wall time.
+The per-frame loop is `reenact_app.drive` (shared with the cross-identity evaluation); encoding runs
+in ffmpeg's own process. Stage times: decode and crop are summed in the worker thread, so with the
+overlap they may add up to more than the wall time.
 """
 
 from __future__ import annotations
@@ -11,13 +10,10 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import Callable
 
 from reenact_app.commands import add_model_arguments
 
 log = logging.getLogger(__name__)
-
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,106 +42,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-# -- cropping: one place to switch between the tracker and a centre crop ------------------------------
-@dataclass
-class Croppers:
-    avatar: Callable  # (image) -> crop
-    frame: Callable  # (frame, timestamp) -> crop
-    kind: str
-    close: Callable = field(default=lambda: None)
-
-
-def make_croppers(crop: bool, size: int) -> Croppers:
-    """Face-tracker crops when asked for and importable, else centre crops (logged)."""
-    from reenact_app.video_io import centre_crop
-
-    centre = Croppers(lambda image: centre_crop(image, size), lambda frame, t: centre_crop(frame, size), "centre")
-    if not crop:
-        return centre
-    try:
-        from reenact_app.tracking import FaceTracker, TrackerConfig, prepare_avatar
-    except Exception as exc:  # tracker missing or mediapipe broken: still produce a video
-        log.warning("face tracker unavailable (%s): using centre crops", exc)
-        return centre
-    tracker = FaceTracker(TrackerConfig(crop_size=size, use_mesh=False))
-
-    def frame_crop(frame, timestamp):
-        result = tracker.track(frame, timestamp=timestamp)
-        return result.crop if result.crop is not None else centre_crop(frame, size)
-
-    return Croppers(lambda image: prepare_avatar(image, size).crop, frame_crop, "face tracker", tracker.close)
-
-
-@dataclass
-class StageTimes:
-    """Wall time per stage, summed over frames (seconds)."""
-
-    decode: float = 0.0
-    crop: float = 0.0
-    model: float = 0.0
-    encode: float = 0.0
-    frames: int = 0
-
-    def summary(self, wall: float) -> str:
-        n = max(1, self.frames)
-        per = {k: 1000 * getattr(self, k) / n for k in ("decode", "crop", "model", "encode")}
-        parts = ", ".join(f"{k} {v:.1f} ms" for k, v in per.items())
-        return f"{self.frames} frames in {wall:.1f} s = {self.frames / max(wall, 1e-9):.1f} fps end to end ({parts} per frame)"
-
-
-def _prefetch(items, depth: int = 8):
-    """Run `items` (decode + crop) in a background thread so it overlaps inference: OpenCV and
-    mediapipe release the GIL. Yields what the iterator yields; re-raises its exceptions here."""
-    import queue
-    import threading
-
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-    stop = threading.Event()
-
-    def work():
-        try:
-            for item in items:
-                if stop.is_set():
-                    return
-                q.put(item)
-        except BaseException as exc:  # re-raised in the consumer
-            q.put(exc)
-        q.put(done)
-
-    worker = threading.Thread(target=work, name="decode-crop", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = q.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        # Consumer stopped (end, error, Ctrl-C): let the worker finish its frame before the tracker closes.
-        stop.set()
-        while worker.is_alive():
-            try:
-                q.get(timeout=0.1)
-            except queue.Empty:
-                pass
-
-
-def _decode_and_crop(frames, croppers: "Croppers", fps: float, times: "StageTimes"):
-    """(index, crop) per driving frame; decode and crop times go to `times` (summed in the worker)."""
-    t0 = time.perf_counter()
-    for index, frame in enumerate(frames):
-        t1 = time.perf_counter()
-        crop = croppers.frame(frame, index / fps)
-        t2 = time.perf_counter()
-        times.decode += t1 - t0
-        times.crop += t2 - t1
-        yield index, crop
-        t0 = time.perf_counter()
-
-
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -153,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from reenact_app.engines.benchmark import peak_rss_mb
     from reenact_app.engines.select import EngineOptions, create_engine
     from reenact_app.errors import ConfigError
+    from reenact_app.drive import StageTimes, drive, make_croppers
     from reenact_app.session import AnimationSession, MotionSettings
     from reenact_app.images import load_avatar_image
     from reenact_app.video_io import VideoWriter, check_writable, iter_frames, probe_video
@@ -176,29 +73,24 @@ def run(args: argparse.Namespace) -> int:
     total = min(info.frame_count, args.max_frames) if args.max_frames and info.frame_count else (
         args.max_frames or info.frame_count or None)
     start = time.perf_counter()
-    crops = None
+    driven = None
     try:
         with VideoWriter(args.output, info.fps, (size, size)) as writer:
-            crops = _prefetch(_decode_and_crop(iter_frames(args.driving, args.max_frames), croppers, info.fps, times))
+            driven = drive(session, croppers, iter_frames(args.driving, args.max_frames), info.fps, times)
             progress = tqdm(total=total, unit="frame", disable=args.no_progress, desc="animate")
             noticed = False
-            for _index, crop in crops:
-                t2 = time.perf_counter()
-                animated = session.animate(crop)
-                t3 = time.perf_counter()
-                writer.write(animated)
-                t4 = time.perf_counter()
-                times.model += t3 - t2
-                times.encode += t4 - t3
-                times.frames += 1
+            for frame in driven:
+                t0 = time.perf_counter()
+                writer.write(frame.output)
+                times.encode += time.perf_counter() - t0
                 progress.update(1)
                 if engine.notice and not noticed:
                     progress.write(f"notice: {engine.notice}")
                     noticed = True
             progress.close()
     finally:
-        if crops is not None:
-            crops.close()  # stops the decode/crop worker before the tracker closes
+        if driven is not None:
+            driven.close()  # stops the decode/crop worker before the tracker closes
         croppers.close()
         engine.close()
     wall = time.perf_counter() - start
