@@ -34,7 +34,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from reenact_app.engines.benchmark import cpu_name  # noqa: E402
+from reenact_app.benchmarking import cpu_name  # noqa: E402
 
 CONFIGS = ROOT / "configs" / "ablation"
 # Order = priority: the two that matter most (and their second seeds) first.

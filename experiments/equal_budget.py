@@ -35,7 +35,7 @@ from run_ablation import metric_rows  # benchmarks/ is on sys.path when run as a
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # training.evaluate, reenact_app
-from reenact_app.engines.benchmark import cpu_name  # noqa: E402
+from reenact_app.benchmarking import cpu_name  # noqa: E402
 CONFIGS = ROOT / "configs" / "experiments"
 RUNS = ["teacher", "plain", "l1-only", "gan", "fomm-rt", "occ-open", "face-perceptual"]
 LABELS = {"teacher": "teacher (default)", "plain": "plain FOMM (no teacher)", "l1-only": "teacher, L1-only loss",
