@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from reenact_app.engines.benchmark import BenchConfig, format_table, run_benchmark, write_json  # noqa: E402
+from reenact_app.benchmarking import BenchConfig, format_table, run_benchmark, write_json  # noqa: E402
 
 SHARED_CLIP = Path(__file__).resolve().parent.parent.parent / "shared/data/clips/wyhsirius+LIA/data/vox/driving1.mp4"
 

@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from models import load_checkpoint  # noqa: E402
-from reenact_app.engines.benchmark import PartStats, EngineRunner, bench_frames, hardware  # noqa: E402
+from reenact_app.benchmarking import PartStats, EngineRunner, bench_frames, hardware  # noqa: E402
 from reenact_app.engines.select import EngineOptions, create_engine  # noqa: E402
 
 SHARED_CLIP = Path(__file__).resolve().parent.parent.parent / "shared/data/clips/wyhsirius+LIA/data/vox/driving1.mp4"

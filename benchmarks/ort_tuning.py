@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from reenact_app.engines.benchmark import _model, bench_frames, hardware  # noqa: E402
+from reenact_app.benchmarking import _model, bench_frames, hardware  # noqa: E402
 from reenact_app.engines.onnx_engine import OnnxRuntimeEngine, OrtOptions, default_cache_dir, ensure_export  # noqa: E402
 
 VARIANTS = {

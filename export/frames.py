@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 
 def bundled_driving_clip() -> Path | None:
-    from models.paths import assets_dir
+    from reenact_common.paths import assets_dir
 
     folder = assets_dir() / "driving"
     clips = sorted(folder.glob("*.mp4")) if folder.is_dir() else []
@@ -27,7 +27,7 @@ def sample_frames(video: str | Path | None, count: int, size: int, offset: int =
     """`count` uint8 RGB centre crops (size x size): frames offset, offset+step, ... of `video` (default: the
     bundled driving clip). A different `offset` gives disjoint frames of the same clip (calibrate on one set,
     check parity on the other). Smooth synthetic images only when no video exists at all."""
-    from reenact_app.video_io import centre_crop, iter_frames
+    from reenact_common.video_io import centre_crop, iter_frames
 
     video = Path(video) if video is not None else bundled_driving_clip()
     if video is None:

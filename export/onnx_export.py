@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from models import ReenactModel
-from models.errors import ReenactError
+from reenact_common.errors import ReenactError
 
 log = logging.getLogger(__name__)
 

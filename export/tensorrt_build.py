@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from models import ReenactModel
-from models.errors import ReenactError
+from reenact_common.errors import ReenactError
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ Public API (stable): `load_checkpoint`, `save_checkpoint`, `build_model`, `norma
 
 from models.checkpoint import ReenactModel, build_model, convert_checkpoint, load_checkpoint, save_checkpoint
 from models.config import PRESETS, ModelConfig, from_upstream_params, from_upstream_yaml, preset
-from models.errors import CheckpointError, ConfigError, ReenactError
+from reenact_common.errors import CheckpointError, ConfigError, ReenactError
 from models.motion import movement_scale, normalize_kp
 
 __all__ = [

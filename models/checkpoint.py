@@ -20,10 +20,10 @@ import torch
 from torch import nn
 
 from models.config import ModelConfig, from_upstream_yaml, preset
-from models.errors import CheckpointError, ConfigError
+from reenact_common.errors import CheckpointError, ConfigError
 from models.generator import OcclusionAwareGenerator
 from models.keypoint_detector import KPDetector
-from models.paths import default_weights
+from reenact_common.paths import default_weights
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, get_args, get_type_hints
 
-from models.errors import ConfigError
+from reenact_common.errors import ConfigError
 
 ATTENTION_KINDS = ("none", "paper", "cbam")
 

@@ -30,7 +30,7 @@ from typing import Callable, Iterable
 import cv2
 import numpy as np
 
-from reenact_app.errors import CameraError, MediaError
+from reenact_common.errors import CameraError, MediaError
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import logging
 import sys
 
 from reenact_app import __version__
-from reenact_app.errors import ReenactError
+from reenact_common.errors import ReenactError
 
 # Sub-command modules, in the order `--help` lists them.
 COMMAND_MODULES = (

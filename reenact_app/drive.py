@@ -41,7 +41,7 @@ class Croppers:
 def make_croppers(crop: bool, size: int, landmarks: bool = False) -> Croppers:
     """Face-tracker crops when asked for and importable, else centre crops (logged). `landmarks`: run
     the face mesh on each driving crop too (expression retargeting needs it)."""
-    from reenact_app.video_io import centre_crop
+    from reenact_common.video_io import centre_crop
 
     centre = Croppers(lambda image: centre_crop(image, size),
                       lambda frame, t: DriverCrop(centre_crop(frame, size)), "centre")

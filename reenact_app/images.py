@@ -10,7 +10,7 @@
 - a JPEG without its end marker is reported as truncated (libjpeg would silently return grey rows);
 - greyscale, RGBA (composited on white), 16-bit, float, CMYK JPEG and animated GIF (first frame) are
   converted; the result is downscaled to at most `max_side` pixels on its long side.
-Every failure is a reenact_app.errors.MediaError whose message says what to do.
+Every failure is a reenact_common.errors.MediaError whose message says what to do.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from reenact_app.errors import MediaError
+from reenact_common.errors import MediaError
 
 SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 MAX_FILE_BYTES = 200 * 1024 * 1024

@@ -37,7 +37,7 @@ import numpy as np
 from reenact_app.capture import Frame, FrameSource
 from reenact_app.compositor import blend, letterbox
 from reenact_app.engines.base import Engine, Keypoints
-from reenact_app.errors import ReenactError
+from reenact_common.errors import ReenactError
 from reenact_app.filters import OneEuroConfig, OneEuroFilter
 from reenact_app.session import AnimationSession, MotionSettings
 from reenact_app.sinks import Sink

@@ -17,7 +17,7 @@ from reenact_app.capture import (
     list_cameras,
     open_source,
 )
-from reenact_app.errors import MediaError
+from reenact_common.errors import MediaError
 from tests.conftest import bgr_frames
 
 CLIP = "rizkiarm+LipNet/evaluation/samples/GRID/bbaf2n.mpg"  # 75 frames, 25 fps, 360x288

@@ -16,7 +16,7 @@ from models import build_model, save_checkpoint
 from reenact_app.engines import select
 from reenact_app.engines.base import Engine, Keypoints, SourceState
 from reenact_app.engines.select import CHAIN, EngineOptions, FallbackEngine, create_engine
-from reenact_app.errors import EngineError
+from reenact_common.errors import EngineError
 from reenact_app.session import AnimationSession
 
 
@@ -256,7 +256,7 @@ def test_create_engine_from_checkpoint_path(model, tmp_path):
 
 
 def test_onnxruntime_matches_torch_on_real_frames(model, tmp_path, clips_dir):
-    from reenact_app.video_io import centre_crop, read_frames
+    from reenact_common.video_io import centre_crop, read_frames
 
     frames = [centre_crop(f, 256) for f in read_frames(clips_dir / "wyhsirius+LIA/data/vox/driving2.mp4", 20)[::5]]
     ort_engine = create_engine(model, "onnxruntime-cpu", options=EngineOptions(cache_dir=tmp_path))

@@ -12,7 +12,7 @@ import torch
 from export.onnx_export import OPSET, ExportError, export_onnx, model_hash, read_manifest
 from export.parity import check_parity
 from models import build_model
-from reenact_app.video_io import centre_crop, read_frames
+from reenact_common.video_io import centre_crop, read_frames
 
 CLIPS = ("wyhsirius+LIA/data/vox/driving2.mp4", "ali-vilab+dreamtalk/data/style_clip/video/M030_front_angry_level3_001.mp4")
 

@@ -18,7 +18,7 @@ import pytest
 from reenact_app.capture import CameraSource, FakeVideoCapture, RetryPolicy, VideoFileSource
 from reenact_app.engines.base import Engine, Keypoints, SourceState
 from reenact_app.engines.select import EngineOptions, FallbackEngine
-from reenact_app.errors import EngineError
+from reenact_common.errors import EngineError
 from reenact_app.images import load_avatar_image
 from reenact_app.pipeline import LivePipeline, PipelineConfig
 from reenact_app.sinks import FakeVirtualCameraBackend, Recorder, RecorderConfig, VirtualCamera, VirtualCameraConfig
@@ -246,7 +246,7 @@ def test_recording_into_a_full_disk_stops_recording_not_the_call(clips_dir, avat
 
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full")
-    from reenact_app.video_io import VideoWriter
+    from reenact_common.video_io import VideoWriter
 
     def to_dev_full(path, fps, size):
         writer = VideoWriter.__new__(VideoWriter)  # skip the .mp4 name check, keep the real ffmpeg path

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from reenact_app.errors import MediaError
+from reenact_common.errors import MediaError
 from reenact_app.gui import app as gui_app
 from reenact_app.gui.app import (debian_package, has_display, missing_system_libraries, parse_ldd_missing,
                                  remove_cv2_qt_overrides, uses_xcb)

@@ -97,7 +97,7 @@ def running(qapp, env, clips_dir, request):
     from reenact_app.gui.settings import AppSettings
     from reenact_app.gui.stall import StallMeter
     from reenact_app.sinks.virtual_camera import FAKE_BACKEND, FakeVirtualCameraBackend
-    from reenact_app.video_io import read_frames
+    from reenact_common.video_io import read_frames
 
     remove_cv2_qt_overrides()
     preload_heavy_modules()

@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 
 from models import CheckpointError, ReenactModel, build_model, load_checkpoint, save_checkpoint
 from models.config import ModelConfig, from_upstream_yaml
-from models.errors import ConfigError
-from reenact_app.errors import MediaError
+from reenact_common.errors import ConfigError
+from reenact_common.errors import MediaError
 from reenact_app.images import load_avatar_image, read_header
 
 REPO = Path(__file__).resolve().parent.parent
@@ -139,7 +139,7 @@ _PEAK_SCRIPT = """
 import resource, sys
 sys.path.insert(0, {repo!r})
 from reenact_app.images import load_avatar_image
-from reenact_app.errors import MediaError
+from reenact_common.errors import MediaError
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 for path in sys.argv[1:]:
     try:

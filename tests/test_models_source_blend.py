@@ -11,9 +11,9 @@ import torch
 from models import build_model, load_checkpoint, preset
 from models.blocks import make_coordinate_grid, warp
 from models.config import ModelConfig
-from models.paths import default_weights
+from reenact_common.paths import default_weights
 from models.source_blend import blend_warped_source, visibility, warp_full_resolution
-from reenact_app.video_io import centre_crop, read_frames
+from reenact_common.video_io import centre_crop, read_frames
 
 CLIP = "wyhsirius+LIA/data/vox/driving2.mp4"
 

@@ -22,7 +22,7 @@ DATA = f"reenact-{__version__}.data/data/share/reenact/assets"
 ASSETS = ("weights/default.safetensors", "avatars/monalisa.jpg", "avatars/gogol.jpg", "driving/demo.mp4")
 PACKAGES = ("reenact_app/__init__.py", "reenact_app/cli.py", "reenact_app/images.py", "reenact_app/gui/__init__.py",
             "reenact_app/sinks/__init__.py", "reenact_app/engines/__init__.py", "reenact_app/commands/live.py",
-            "models/__init__.py", "models/paths.py", "export/__init__.py", "training/__init__.py")
+            "models/__init__.py", "reenact_common/paths.py", "export/__init__.py", "training/__init__.py")
 
 
 def _run(cmd: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -60,10 +60,10 @@ def test_wheel_ships_the_media_licences(wheel):
 
 
 _SNIPPET = """
-import sys, models, models.paths
+import sys, models, reenact_common.paths
 model = models.load_checkpoint()
 print("MODULE", models.__file__)
-print("WEIGHTS", models.paths.default_weights())
+print("WEIGHTS", reenact_common.paths.default_weights())
 print("PARAMS", sum(model.parameter_count().values()))
 """
 

@@ -12,7 +12,7 @@ from models import build_model, movement_scale, normalize_kp
 from reenact_app.engines.base import Keypoints
 from reenact_app.engines.torch_engine import TorchEngine, to_tensor
 from reenact_app.session import AnimationSession, MotionSettings, relative_keypoints
-from reenact_app.video_io import centre_crop, read_frames
+from reenact_common.video_io import centre_crop, read_frames
 
 CLIP = "wyhsirius+LIA/data/vox/driving2.mp4"
 

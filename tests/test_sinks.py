@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from reenact_app.compositor import letterbox
-from reenact_app.errors import MediaError, VirtualCameraError
+from reenact_common.errors import MediaError, VirtualCameraError
 from reenact_app.sinks import (
     FakeVirtualCameraBackend,
     Recorder,
@@ -223,7 +223,7 @@ def test_recorder_real_disk_full_device(frames):
     """The real encoder writing into /dev/full (every write fails with ENOSPC)."""
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full")
-    from reenact_app.video_io import VideoWriter
+    from reenact_common.video_io import VideoWriter
 
     def to_dev_full(path, fps, size):
         w = VideoWriter.__new__(VideoWriter)  # bypass the .mp4 name check, keep the real ffmpeg path

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.errors import ConfigError
+from reenact_common.errors import ConfigError
 from tests.conftest import bgr_frames
 from training.config import FACE_PERCEPTUAL_ON, LossWeights, TrainConfig
 from training.face_features import INPUT_SIZE, NUM_TAPS, FaceMeshFeatures

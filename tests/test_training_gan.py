@@ -9,7 +9,7 @@ import torch
 
 from training.config import GanConfig, TrainConfig
 from training.discriminator import Adversary, PatchDiscriminator
-from models.errors import ConfigError
+from reenact_common.errors import ConfigError
 
 
 def test_patch_discriminator_features_and_scores() -> None:

@@ -72,7 +72,7 @@ def test_vgg19_loads_torchvision_layout(tmp_path: Path) -> None:
     loss = ReconstructionLoss((1.0, 0.5), LossWeights(l1=0, ssim=0, gradient=0), vgg)
     x = torch.rand(1, 3, 32, 32)
     assert loss(x, x)["perceptual"].item() == 0.0
-    from models.errors import CheckpointError
+    from reenact_common.errors import CheckpointError
 
     torch.save({"features.0.weight": torch.zeros(1)}, tmp_path / "bad.pth")
     with pytest.raises(CheckpointError, match="torchvision VGG19"):

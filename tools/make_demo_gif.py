@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.paths import assets_dir
+from reenact_common.paths import assets_dir
 from reenact_app.cli import main as reenact
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from models.config import ModelConfig, dataclass_from_dict, preset
-from models.errors import ConfigError
+from reenact_common.errors import ConfigError
 
 
 FACE_MESH_TAPS = 4  # face-mesh network activations the face-mesh loss compares (96/48/24/12 px)

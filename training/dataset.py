@@ -18,8 +18,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from models.errors import MediaError
-from training.media import VIDEO_EXTS, frame_files, is_frame_folder, read_video_frames
+from reenact_common.errors import MediaError
+from reenact_common.video_io import VIDEO_EXTS, frame_files, is_frame_folder
+from training.media import read_video_frames
 
 NUM_LANDMARKS = 478
 # mediapipe mesh: pairs of mirrored keypoint landmarks, used to swap keypoint targets on horizontal flips.
@@ -97,7 +98,7 @@ def load_frames(clip: Clip, indices: list[int]) -> list[np.ndarray]:
                 raise MediaError(f"can't read {clip.frames[i]}")
             out.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
         return out
-    return [f[..., ::-1].copy() for f in read_video_frames(clip.video, indices)]
+    return read_video_frames(clip.video, indices)
 
 
 def pixels_to_grid(points: np.ndarray, source_size: int, target_size: int) -> np.ndarray:

@@ -40,7 +40,7 @@ def render(checkpoint: Path | None, driving: Path, avatars: list[Path], every: i
     import cv2
 
     from models import load_checkpoint, normalize_kp
-    from training.media import frame_files
+    from reenact_common.video_io import frame_files
 
     model = load_checkpoint(checkpoint)
     size = model.config.image_size

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from models.errors import MediaError, ReenactError
+from reenact_common.errors import MediaError, ReenactError
 from training.metrics import FaceObservation, FrameScore, MetricSet, compare, load_face_models, observe_generated, to_uint8
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.blocks import AntiAliasInterpolation2d, inverse_2x2, make_coordinate_grid
-from models.errors import CheckpointError
+from reenact_common.errors import CheckpointError
 
 
 class ImagePyramid(nn.Module):

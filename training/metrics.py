@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from models.errors import ReenactError
+from reenact_common.errors import ReenactError
 
 log = logging.getLogger(__name__)
 

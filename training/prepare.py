@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from models.errors import MediaError
-from training.media import VIDEO_EXTS, find_sources, iter_frames, video_fps
+from reenact_common.errors import MediaError
+from reenact_common.video_io import VIDEO_EXTS, frame_rate, iter_frames
+from training.media import find_sources
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +158,6 @@ class Shot:
 
 def detect_faces(path: Path, stride: int, max_frames: int | None) -> tuple[list[tuple[int, float, float, float]], int, tuple[int, int]]:
     """Largest face per sampled frame: (frame, centre x, centre y, size) in source pixels."""
-    import cv2
     import mediapipe as mp
 
     dets: list[tuple[int, float, float, float]] = []
@@ -169,7 +169,7 @@ def detect_faces(path: Path, stride: int, max_frames: int | None) -> tuple[list[
             count, shape = i + 1, frame.shape[:2]
             if i % stride:
                 continue
-            result = detector.process(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+            result = detector.process(frame)
             if not result.detections:
                 continue
             h, w = frame.shape[:2]
@@ -239,7 +239,7 @@ def prepare_source(info: SourceInfo, out: Path, opts: PrepareOptions) -> tuple[l
     import mediapipe as mp
 
     try:
-        fps = video_fps(info.path)
+        fps = frame_rate(info.path)
         dets, count, shape = detect_faces(info.path, opts.detect_stride, opts.max_frames)
     except MediaError as exc:
         return [], [{"source": info.rel, "reason": str(exc)}]
@@ -268,8 +268,9 @@ def prepare_source(info: SourceInfo, out: Path, opts: PrepareOptions) -> tuple[l
                 frame = next(frames)
                 index += 1
                 crop = crop_square(frame, box, opts.size)
-                cv2.imwrite(str(clip_dir / f"{k:05d}.png"), crop, [cv2.IMWRITE_PNG_COMPRESSION, 1])
-                result = mesh.process(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB))
+                bgr = cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)
+                cv2.imwrite(str(clip_dir / f"{k:05d}.png"), bgr, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+                result = mesh.process(crop)
                 if result.multi_face_landmarks:
                     pts = result.multi_face_landmarks[0].landmark
                     landmarks[k] = np.array([(p.x, p.y) for p in pts], dtype=np.float32) * opts.size

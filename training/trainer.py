@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from models import build_model, load_checkpoint, save_checkpoint
-from models.errors import CheckpointError, ConfigError
+from reenact_common.errors import CheckpointError, ConfigError
 from training.config import TrainConfig, save_train_config
 from training.dataset import PairDataset, StepSampler, keypoint_targets
 from training.losses import RandomTPS, ReconstructionLoss, VGG19Features, equivariance_losses

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.errors import MediaError
+from reenact_common.errors import MediaError
 from training.dataset import scan_clips
 from training.media import read_video_frames
 
@@ -35,7 +35,7 @@ LANDMARK_SCALE = 16  # landmark unit in the bundle: 1/16 pixel
 
 def encode_video(frames: list[np.ndarray], path: Path, crf: int, fps: float = 25.0) -> None:
     """RGB uint8 frames -> mp4: H.264 4:4:4 at `crf` (imageio-ffmpeg), else OpenCV's mp4v (the app's writer)."""
-    from reenact_app.video_io import VideoWriter
+    from reenact_common.video_io import VideoWriter
 
     h, w = frames[0].shape[:2]
     with VideoWriter(path, fps, (w, h), crf=crf, preset="slow", pix_fmt="yuv444p") as writer:
@@ -98,7 +98,7 @@ def _unpack_clip(args: tuple[Path, Path, dict]) -> int:
     folder = out / entry["split"] / entry["id"]
     folder.mkdir(parents=True, exist_ok=True)
     for i, frame in enumerate(frames):
-        cv2.imwrite(str(folder / f"{i:05d}.png"), frame, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        cv2.imwrite(str(folder / f"{i:05d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
     lm_file = bundle / "landmarks" / f"{entry['id']}.lmz"
     if lm_file.is_file():
         landmarks, found = decode_landmarks(lm_file.read_bytes())

@@ -46,13 +46,13 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from models import load_checkpoint
-    from reenact_app.engines.benchmark import peak_rss_mb
+    from reenact_app.benchmarking import peak_rss_mb
     from reenact_app.engines.select import EngineOptions, create_engine
-    from reenact_app.errors import ConfigError
+    from reenact_common.errors import ConfigError
     from reenact_app.drive import StageTimes, drive, make_croppers
     from reenact_app.session import AnimationSession, MotionSettings
     from reenact_app.images import load_avatar_image
-    from reenact_app.video_io import VideoWriter, check_writable, iter_frames, probe_video
+    from reenact_common.video_io import VideoWriter, check_writable, iter_frames, probe_video
 
     check_writable(args.output)  # before any slow work
     avatar = load_avatar_image(args.avatar)

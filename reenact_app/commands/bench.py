@@ -33,11 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reenact_app.engines.benchmark import BenchConfig, format_table, run_benchmark, write_json
+    from reenact_app.benchmarking import BenchConfig, format_table, run_benchmark, write_json
 
     presets = tuple(args.preset or ["paper-rt"])
     if args.checkpoint and len(presets) > 1:
-        from reenact_app.errors import ConfigError
+        from reenact_common.errors import ConfigError
 
         raise ConfigError("--checkpoint benchmarks one model: give at most one --preset (it is only a label)")
     config = BenchConfig(

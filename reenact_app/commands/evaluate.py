@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.errors import MediaError
+    from reenact_common.errors import MediaError
     from training.evaluate import evaluate
 
     if args.threads:

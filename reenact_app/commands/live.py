@@ -59,14 +59,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from reenact_app.capture import CameraSource, list_cameras, open_source
     from reenact_app.engines.select import create_engine
-    from reenact_app.errors import CameraError, VirtualCameraError
+    from reenact_common.errors import CameraError, VirtualCameraError
     from reenact_app.filters import OneEuroConfig
     from reenact_app.pipeline import LivePipeline, PipelineConfig
     from reenact_app.session import MotionSettings
     from reenact_app.sinks import Recorder, RecorderConfig, VirtualCamera, VirtualCameraConfig
     from reenact_app.tracking import TrackerConfig
     from reenact_app.images import load_avatar_image
-    from reenact_app.video_io import check_writable
+    from reenact_common.video_io import check_writable
 
     avatar = load_avatar_image(args.avatar)
     if args.record:

@@ -19,7 +19,7 @@ import numpy as np
 
 from models import ReenactModel, load_checkpoint
 from reenact_app.engines.base import Engine, Keypoints, SourceState
-from reenact_app.errors import EngineError
+from reenact_common.errors import EngineError
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from models.paths import assets_dir
+from reenact_common.paths import assets_dir
 from reenact_app.gui.settings import user_avatar_dir
 from reenact_app.images import load_avatar_image
 

@@ -19,8 +19,8 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from models.paths import assets_dir, default_weights
-from reenact_app.errors import MediaError, ReenactError
+from reenact_common.paths import assets_dir, default_weights
+from reenact_common.errors import MediaError, ReenactError
 from reenact_app.gui import avatars as avatar_files
 from reenact_app.gui.live import GatedSink, SwitchableSource, pipeline_options, smoothing_configs
 from reenact_app.gui.outputs import OutputsMixin

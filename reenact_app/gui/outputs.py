@@ -11,7 +11,7 @@ import logging
 import time
 from pathlib import Path
 
-from reenact_app.errors import ReenactError
+from reenact_common.errors import ReenactError
 from reenact_app.gui.live import GatedSink
 from reenact_app.gui.settings import parse_resolution
 
@@ -31,7 +31,7 @@ class OutputsMixin:
 
     def _start_vcam(self) -> None:
         from reenact_app.sinks import VirtualCamera, VirtualCameraConfig
-        from reenact_app.errors import VirtualCameraError
+        from reenact_common.errors import VirtualCameraError
 
         if self._vcam is not None:
             return

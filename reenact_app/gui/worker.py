@@ -24,7 +24,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
-from reenact_app.errors import ReenactError
+from reenact_common.errors import ReenactError
 
 log = logging.getLogger(__name__)
 

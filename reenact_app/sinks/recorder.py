@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 
 from reenact_app.compositor import letterbox, side_by_side
-from reenact_app.errors import MediaError
+from reenact_common.errors import MediaError
 from reenact_app.sinks import Sink
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ _STOP = object()
 
 
 def _default_writer(path: Path, fps: float, size: tuple[int, int]):
-    from reenact_app.video_io import VideoWriter
+    from reenact_common.video_io import VideoWriter
 
     return VideoWriter(path, fps, size)
 
@@ -52,7 +52,7 @@ class RecorderConfig:
 
 class Recorder(Sink):
     """mp4 recorder sink. `writer_factory(path, fps, (w, h))` returns an object with write(rgb) and
-    close(); the default is reenact_app.video_io.VideoWriter (H.264 via imageio-ffmpeg)."""
+    close(); the default is reenact_common.video_io.VideoWriter (H.264 via imageio-ffmpeg)."""
 
     name = "recorder"
 
@@ -80,7 +80,7 @@ class Recorder(Sink):
 
     def open(self) -> None:
         """Checks the output can be written (before the call starts, so the user hears it at once)."""
-        from reenact_app.video_io import check_writable
+        from reenact_common.video_io import check_writable
 
         check_writable(self.path)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from reenact_app.compositor import letterbox
-from reenact_app.errors import VirtualCameraError
+from reenact_common.errors import VirtualCameraError
 from reenact_app.sinks import Sink
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,7 @@
-"""Video and image I/O for the CLI and the recorder: RGB uint8 frames in, H.264 (or mp4v) mp4 out.
+"""Video I/O for every layer (CLI, recorder, export calibration, training data): RGB uint8 frames in, H.264
+(or mp4v) mp4 out.
 
-Reading uses OpenCV (BGR converted to RGB once, here). Writing prefers imageio-ffmpeg's bundled ffmpeg
+Reading uses OpenCV (BGR converted to RGB once, here) and accepts a video file or a folder of frame images. Writing prefers imageio-ffmpeg's bundled ffmpeg
 with libx264 (H.264 plays everywhere); OpenCV's pip wheels can't encode H.264, so without imageio-ffmpeg
 the fallback is OpenCV's mp4v. Every failure is a MediaError that says which file and what to do.
 """
@@ -15,9 +16,22 @@ from typing import Iterator
 
 import numpy as np
 
-from reenact_app.errors import MediaError
+from reenact_common.errors import MediaError
 
 log = logging.getLogger(__name__)
+
+VIDEO_EXTS = {".mp4", ".mpg", ".mpeg", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+FALLBACK_FPS = 25.0  # frame folders carry no rate; broken video headers report 0, 1000 or 90000
+
+
+def is_frame_folder(path: Path) -> bool:
+    return path.is_dir() and any(p.suffix.lower() in IMAGE_EXTS for p in path.iterdir())
+
+
+def frame_files(folder: Path) -> list[Path]:
+    """The frame images of a folder, in name order (00000.png, 00001.png, ...)."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
 
 
 @dataclass(frozen=True)
@@ -49,7 +63,7 @@ def probe_video(path: str | Path) -> VideoInfo:
         fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
         info = VideoInfo(
             path=str(path),
-            fps=float(fps) if 1.0 <= fps <= 240.0 else 25.0,  # broken headers report 0 or 90000
+            fps=float(fps) if 1.0 <= fps <= 240.0 else FALLBACK_FPS,
             frame_count=max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT))),
             width=int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
             height=int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
@@ -59,21 +73,35 @@ def probe_video(path: str | Path) -> VideoInfo:
     return info
 
 
+def frame_rate(path: str | Path) -> float:
+    """Frames per second of a video (FALLBACK_FPS when its header is implausible) or of a frame folder."""
+    return FALLBACK_FPS if Path(path).is_dir() else probe_video(path).fps
+
+
 def iter_frames(path: str | Path, max_frames: int | None = None) -> Iterator[np.ndarray]:
-    """Decoded frames as uint8 RGB; raises MediaError if the file yields no frame at all."""
+    """Decoded frames of a video file or frame folder as uint8 RGB, in order and streamed (not held in
+    memory); raises MediaError if an image is unreadable or the source yields no frame at all."""
     import cv2
 
-    capture = _open(path)
     count = 0
-    try:
-        while max_frames is None or count < max_frames:
-            ok, frame = capture.read()
-            if not ok:
-                break
+    if Path(path).is_dir():
+        for file in frame_files(Path(path))[:max_frames]:
+            frame = cv2.imread(str(file), cv2.IMREAD_COLOR)
+            if frame is None:
+                raise MediaError(f"can't read image {file}: damaged or not an image (remove or replace it)")
             count += 1
             yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-    finally:
-        capture.release()
+    else:
+        capture = _open(path)
+        try:
+            while max_frames is None or count < max_frames:
+                ok, frame = capture.read()
+                if not ok:
+                    break
+                count += 1
+                yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        finally:
+            capture.release()
     if count == 0:
         raise MediaError(f"{path} contains no decodable frames")
 

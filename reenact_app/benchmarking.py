@@ -103,7 +103,7 @@ def hardware() -> dict:
 
 def bench_frames(video: str | None, size: int, count: int = 16) -> list[np.ndarray]:
     if video:
-        from reenact_app.video_io import centre_crop, iter_frames
+        from reenact_common.video_io import centre_crop, iter_frames
 
         return [centre_crop(f, size) for f in iter_frames(video, count)]
     rng = np.random.default_rng(0)
@@ -218,7 +218,7 @@ def _parity(model, options, frames: list[np.ndarray], int8: bool) -> dict:
 
 def _rss_probe(preset: str, engine: str, config: BenchConfig) -> float | None:
     """Peak RSS (MB) of a fresh process that loads the model, builds the engine and runs 5 frames."""
-    cmd = [sys.executable, "-m", "reenact_app.engines.benchmark", "--rss-probe", preset, engine]
+    cmd = [sys.executable, "-m", "reenact_app.benchmarking", "--rss-probe", preset, engine]
     if config.checkpoint:
         cmd += ["--checkpoint", config.checkpoint]
     if config.cache_dir:
