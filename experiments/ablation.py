@@ -1,11 +1,11 @@
 #!/usr/bin/env python
-"""Ablation of the paper's modules (issue 9): train the seven runs of configs/ablation/ and evaluate each.
+"""Ablation of the paper's modules: train the runs of experiments/configs/ablation/ and evaluate each.
 
-    python benchmarks/run_ablation.py [--data /work/prepared/shared256] [--runs /work/runs/ablation]
-                                      [--parallel 2] [--frames 16] [--only fomm paper ...]
-    python benchmarks/run_ablation.py --table     # markdown table for docs/results.md
+    python -m experiments.ablation --data DATA [--runs runs/ablation]
+                                   [--parallel 2] [--frames 16] [--only fomm paper ...]
+    python -m experiments.ablation --table     # markdown table for docs/training-results.md
 
-For every run: `reenact train --config configs/ablation/NAME.yaml --data DATA --out RUNS/NAME --resume`
+For every run: `reenact train --config experiments/configs/ablation/NAME.yaml --data DATA --out RUNS/NAME --resume`
 (skipped when RUNS/NAME/summary.json says the run reached max_steps; resumes after an interruption), then
 `reenact evaluate --checkpoint RUNS/NAME/final.safetensors --data RUNS/evalset --json RUNS/NAME/eval.json`.
 
@@ -15,7 +15,7 @@ to the prepared PNGs: the same clips and frames for every run. (`reenact evaluat
 the first N frames; `--max-frames N --spread` now samples like this evalset.)
 
 The final checkpoint (max_steps) is evaluated, not best.safetensors, so that no run gets a choice the others
-don't. Results: RUNS/NAME/eval.json per run and one summary, benchmarks/results/ablation.json.
+don't. Results: RUNS/NAME/eval.json per run and one summary, experiments/results/ablation.json.
 Each process runs with one torch thread (OMP_NUM_THREADS=1; the configs set threads: 1).
 """
 
@@ -32,11 +32,12 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from reenact_app.benchmarking import cpu_name  # noqa: E402
+from reenact_app.benchmarking import cpu_name
+from training.run_metrics import train_seconds
 
-CONFIGS = ROOT / "configs" / "ablation"
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = Path(__file__).resolve().parent / "configs" / "ablation"
+RESULT = Path(__file__).resolve().parent / "results" / "ablation.json"
 # Order = priority: the two that matter most (and their second seeds) first.
 RUNS = ["fomm", "paper", "fomm-seed1", "paper-seed1", "fomm-cbam", "fomm-paperatt", "fomm-cbam-msocc",
         "fomm-seed2", "paper-seed2"]  # the seed-2 pair is extra (a third point for seed noise)
@@ -120,7 +121,7 @@ def job(name: str, args: argparse.Namespace, evalset: Path, log) -> dict:
                 raise RuntimeError(f"{name}: evaluation failed, see {run_dir / 'eval.log'}")
         (run_dir / "eval_seconds.txt").write_text(f"{time.time() - started:.1f}\n")
     report = json.loads(eval_json.read_text())
-    train_s = _train_seconds(run_dir)
+    train_s = train_seconds(run_dir)
     log(f"{name}: done ({train_s:.0f} s training)")
     return {
         "run": name, "label": LABELS.get(name, name), "config": str(config.relative_to(ROOT)),
@@ -149,41 +150,18 @@ def _last_val(run_dir: Path) -> dict[str, float]:
     return values
 
 
-def metric_rows(path: Path):
-    """The rows of a run's metrics.csv, each with `wall_s`: elapsed_s made cumulative over invocations
-    (the trainer restarts elapsed_s at each resume)."""
-    import csv
-
-    offset = last = 0.0
-    with open(path) as handle:
-        for row in csv.DictReader(handle):
-            elapsed = float(row["elapsed_s"])
-            if elapsed < last:
-                offset += last
-            last = elapsed
-            yield {**row, "wall_s": offset + elapsed}
-
-
-def _train_seconds(run_dir: Path) -> float:
-    """Training wall time over all invocations."""
-    total = 0.0
-    try:
-        for row in metric_rows(run_dir / "metrics.csv"):
-            total = row["wall_s"]
-    except OSError:
-        pass
-    return total
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=Path("/work/prepared/shared256"))
-    p.add_argument("--runs", type=Path, default=Path("/work/runs/ablation"))
+    p.add_argument("--data", type=Path, required=True, help="a prepared data folder (reenact prepare-data)")
+    p.add_argument("--runs", type=Path, default=Path("runs/ablation"), help="run folders (default: runs/ablation)")
     p.add_argument("--parallel", type=int, default=2, help="runs at a time (each on one thread)")
     p.add_argument("--frames", type=int, default=16, help="evaluation frames per test clip, evenly spaced")
     p.add_argument("--only", nargs="*", default=None, help="subset of " + " ".join(RUNS))
-    p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "ablation.json")
+    p.add_argument("--json", type=Path, default=RESULT)
     args = p.parse_args()
+    # Recorded as given (relative paths stay relative); resolved because the runs start in the repo root.
+    data_as_given, runs_as_given = args.data, args.runs
+    args.data, args.runs = args.data.resolve(), args.runs.resolve()
     args.runs.mkdir(parents=True, exist_ok=True)
     evalset = build_evalset(args.data, args.runs / "evalset", args.frames)
     names = [n for n in RUNS if args.only is None or n in args.only]
@@ -213,7 +191,8 @@ def main() -> int:
         t.join()
     cpu = cpu_name()
     out = {
-        "issue": 9, "data": str(args.data), "evalset": str(evalset), "frames_per_clip": args.frames,
+        "study": "ablation", "data": str(data_as_given), "evalset": str(runs_as_given / "evalset"),
+        "frames_per_clip": args.frames,
         "hardware": f"{cpu}, {os.cpu_count()} cores (shared with other jobs), 1 torch thread per run, {args.parallel} runs at a time",
         "wall_s": round(time.time() - started, 1),
         "runs": [results[n] for n in names if n in results], "errors": errors,
@@ -227,7 +206,7 @@ def main() -> int:
 
 
 def markdown(path: Path) -> str:
-    """The docs/results.md table from benchmarks/results/ablation.json: `python benchmarks/run_ablation.py --table`."""
+    """The docs/training-results.md table from the result JSON: `python -m experiments.ablation --table`."""
     data = json.loads(path.read_text())
     runs = {r["run"]: r for r in data["runs"]}
     lines = ["| run | L1 | AKD (px@256) | AED | MKR | val motion err | train wall (min) | eval wall (min) |",
@@ -261,6 +240,6 @@ def markdown(path: Path) -> str:
 
 if __name__ == "__main__":
     if "--table" in sys.argv:
-        print(markdown(ROOT / "benchmarks" / "results" / "ablation.json"))
+        print(markdown(RESULT))
         raise SystemExit(0)
     raise SystemExit(main())

@@ -1,14 +1,14 @@
 #!/usr/bin/env python
-"""Held-out sample grids for the ablation (issue 9): the same test pairs through every run's final checkpoint.
+"""Held-out sample grids for the ablation: the same test pairs through every run's final checkpoint.
 
-    python benchmarks/ablation_grids.py [--runs /work/runs/ablation] [--out docs/ablation]
+    python -m experiments.ablation_grids [--runs runs/ablation] [--out docs/ablation]
 
 Rows: four test clips of RUNS/evalset (identity-disjoint split), source = the clip's frame 0, driving = a
 frame from the middle of the clip. Columns (training.grid.make_grid): source + keypoints, driving + keypoints,
 source warped by the dense motion, prediction, occlusion map(s) (three for multi-scale runs: 1x, 2x, 4x the
 dense-motion resolution, shown resized). Writes OUT/NAME.png per seed-0 run (upscaled 2x, nearest) and copies the
 trainer's last training-batch grid of fomm and paper as OUT/NAME-train.png; OUT/comparison.png puts every run's prediction
-for the same pairs side by side (columns: source, driving, then the seed-0 runs in run_ablation.RUNS order:
+for the same pairs side by side (columns: source, driving, then the seed-0 runs in experiments.ablation.RUNS order:
 FOMM, paper, FOMM + CBAM, FOMM + paper attention, FOMM + CBAM + multi-scale occlusion).
 """
 
@@ -16,18 +16,15 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from experiments.ablation import RUNS
 
-from run_ablation import RUNS  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def load_pairs(evalset: Path, size: int, rows: int = 4) -> dict[str, torch.Tensor]:
@@ -49,7 +46,7 @@ def load_pairs(evalset: Path, size: int, rows: int = 4) -> dict[str, torch.Tenso
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs", type=Path, default=Path("/work/runs/ablation"))
+    p.add_argument("--runs", type=Path, default=Path("runs/ablation"), help="the ablation's run folders")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "ablation")
     args = p.parse_args()
     torch.set_num_threads(1)

@@ -4,8 +4,7 @@ Why: the shipped weights' identity distance (AED) is worse than the static basel
 keypoints are far better, and their outputs are visibly soft. Blurring the ground truth with no geometric
 error at all gives a scale to read the model's AED on: "as far from the real frame as a sigma-X blur".
 
-    python benchmarks/aed_blur_scale.py --data /work/prepared/shared256 --frames 16 \
-        --json benchmarks/results/aed-blur-scale.json
+    python -m experiments.aed_blur_scale --data DATA [--frames 16] [--json experiments/results/aed-blur-scale.json]
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ def main() -> int:
     parser.add_argument("--data", type=Path, required=True, help="prepared data with test/")
     parser.add_argument("--frames", type=int, default=16, help="frames per clip, spread over the clip")
     parser.add_argument("--sigmas", type=float, nargs="+", default=[0.0, 0.5, 1.0, 1.5, 2.0, 3.0])
-    parser.add_argument("--json", type=Path)
+    parser.add_argument("--json", type=Path, default=Path(__file__).resolve().parent / "results" / "aed-blur-scale.json")
     args = parser.parse_args()
 
     models = load_face_models()
@@ -56,6 +55,7 @@ def main() -> int:
     for r in rows:
         print(f"| {r['sigma_px']:.1f} | {r['l1']:.4f} | {r['akd']:.2f} | {r['aed']:.3f} | {r['frames']} |")
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"data": str(args.data), "clips": len(clips), "frames_per_clip": args.frames,
                                          "seconds": round(time.monotonic() - started, 1), "rows": rows}, indent=1))
         print(f"wrote {args.json}")

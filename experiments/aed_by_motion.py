@@ -1,6 +1,6 @@
 """Where the identity error (AED) is lost: per-frame scores binned by how far each driving frame moved.
 
-    python benchmarks/aed_by_motion.py --data /work/prepared/shared256 [--checkpoint FILE] [--max-frames 48]
+    python -m experiments.aed_by_motion --data DATA [--checkpoint FILE] [--max-frames 48]
 
 Reconstruction protocol (frame 0 driven by every frame) on the held-out clips, three outputs
 scored frame by frame: the static baseline (frame 0 itself), the model as configured (with the bundled
@@ -9,26 +9,21 @@ their motion, the mean absolute difference from frame 0 (quartiles over all fram
 driving frame *is* the source, gets its own row: there a perfect model scores 0 on every metric.
 Why: AED averages still and moving frames, and whether the gap to the static baseline comes from the
 output stage (visible on still frames) or from the motion (growing with it) decides what to work on.
-Writes benchmarks/results/aed-by-motion-<frames>.json.
+Writes experiments/results/aed-by-motion-<frames>.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from models import load_checkpoint  # noqa: E402
-from source_blend_eval import WarpOnly  # noqa: E402
-from training.evaluate import find_clips, reconstruct, score_clip  # noqa: E402
-from training.metrics import load_face_models  # noqa: E402
+from models import load_checkpoint
+from training.evaluate import find_clips, reconstruct, score_clip
+from training.metrics import load_face_models
+from training.warp_only import with_warp_only
 
 METRICS = ("l1", "akd", "aed")
 OUTPUTS = ("static", "model", "warp")
@@ -37,7 +32,7 @@ OUTPUTS = ("static", "model", "warp")
 def frame_rows(model, data: str, max_frames: int) -> list[dict]:
     """One row per frame: its motion and each output's L1 / AKD / AED."""
     faces = load_face_models()
-    warp_only = dataclasses.replace(model, generator=WarpOnly(model.generator))
+    warp_only = with_warp_only(model)
     rows = []
     for clip in find_clips(data, "test"):
         frames = clip.read_frames(model.config.image_size, max_frames)

@@ -1,10 +1,11 @@
 """Inference-time motion knobs against the identity error: can the dense motion be made to distort less?
 
-    python benchmarks/motion_knobs.py --data /work/prepared/shared256 [--split train] [--clips 20]
-        [--variants shipped jacobian:0 jacobian:0.5 smooth:1 smooth:2 temperature:0.5 temperature:0.75]
+    python -m experiments.motion_knobs --data DATA [--split train] [--clips 20]
+        [--variants shipped jacobian:0 jacobian:0.5 smooth:1 smooth:2 temperature:0.5 temperature:0.75
+         temperature:1.5]
 
 Why: with the rest-normalised blend the output equals the avatar warped by the dense motion, and the AED
-gap to the static baseline grows with motion (benchmarks/aed_by_motion.py), so the warp's own distortion
+gap to the static baseline grows with motion (experiments/aed_by_motion.py), so the warp's own distortion
 is what dlib sees. Two weightless ways to make it distort less, scored with the reconstruction protocol
 (first 48 frames per clip) and paired per clip against the shipped model:
   jacobian:A  every keypoint's jacobian pulled toward the identity, J' = I + A (J - I): A = 0 moves each
@@ -13,7 +14,7 @@ is what dlib sees. Two weightless ways to make it distort less, scored with the 
   temperature:T  the motion mask's softmax at temperature T (T < 1: sharper, each region follows fewer
               keypoints' local affine motions, so the face moves more piecewise-rigidly)
 Choose on training clips (the default split), confirm on held-out ones. Writes
-benchmarks/results/motion-knobs-<split>.json (overall and per-clip metrics, paired differences).
+experiments/results/motion-knobs-<split>.json (overall and per-clip metrics, paired differences).
 """
 
 from __future__ import annotations
@@ -21,19 +22,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from models import load_checkpoint  # noqa: E402
-from models.blocks import make_coordinate_grid  # noqa: E402
-from training.evaluate import ReferenceCache, clip_metric, evaluate, format_paired, paired_difference  # noqa: E402
-from training.losses import gaussian_window  # noqa: E402
+from models import load_checkpoint
+from models.blocks import make_coordinate_grid
+from training.evaluate import ReferenceCache, clip_metric, evaluate, format_paired, paired_difference
+from training.losses import gaussian_window
 
 METRICS = ("l1", "akd", "aed")
 
@@ -110,7 +108,7 @@ def main() -> int:
     parser.add_argument("--max-frames", type=int, default=48)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--variants", nargs="+", default=["shipped", "jacobian:0", "jacobian:0.5", "smooth:1", "smooth:2",
-                                 "temperature:0.5", "temperature:0.75"])
+                                 "temperature:0.5", "temperature:0.75", "temperature:1.5"])
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 

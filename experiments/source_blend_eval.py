@@ -1,44 +1,26 @@
 """Warped-source blend on trained weights: held-out L1 / AKD / AED of three outputs, paired per clip.
 
-    python benchmarks/source_blend_eval.py --data /work/prepared/shared256 [--checkpoint FILE]
+    python -m experiments.source_blend_eval --data DATA [--checkpoint FILE]
         [--max-frames 48] [--spread] [--out FILE]
 
 Rows: "decoder" (the generator's prediction, FOMM and the paper), "blend" (visibility * warped avatar +
 (1 - visibility) * prediction, visibility being the occlusion map relative to its value at rest:
 models/source_blend.py) and "warp" (the avatar warped by the dense motion alone, no decoder: what the
 blend is where the visibility is 1). One process and one reference
-cache: the real frames are scored once. Writes benchmarks/results/source-blend-eval-<frames>.json.
+cache: the real frames are scored once. Writes experiments/results/source-blend-eval-<frames>.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import sys
 from pathlib import Path
 
-from torch import nn
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from models import load_checkpoint  # noqa: E402
-from models.source_blend import warp_full_resolution  # noqa: E402
-from training.evaluate import ReferenceCache, clip_metric, evaluate, format_paired, paired_difference  # noqa: E402
+from models import load_checkpoint
+from training.evaluate import ReferenceCache, clip_metric, evaluate, format_paired, paired_difference
+from training.warp_only import with_warp_only
 
 METRICS = ("l1", "akd", "aed")
-
-
-class WarpOnly(nn.Module):
-    """The generator with its prediction replaced by the avatar warped as the blend warps it."""
-
-    def __init__(self, generator: nn.Module):
-        super().__init__()
-        self.generator = generator
-
-    def forward(self, source_image, **kwargs) -> dict:
-        out = self.generator(source_image, **kwargs)
-        return {**out, "prediction": warp_full_resolution(source_image, out["deformation"])}
 
 
 def main() -> int:
@@ -59,7 +41,7 @@ def main() -> int:
     reports: dict[str, dict] = {}
     for name in ("decoder", "blend", "warp"):
         model.set_warped_source_blend(name == "blend")
-        variant = dataclasses.replace(model, generator=WarpOnly(model.generator)) if name == "warp" else model
+        variant = with_warp_only(model) if name == "warp" else model
         reports[name] = evaluate(variant, args.data, max_frames=args.max_frames, spread=args.spread,
                                  cache=cache, progress=False).to_dict()
     static = reports["decoder"]["overall"]["static_baseline"]
