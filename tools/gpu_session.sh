@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # One short GPU lease, used fully: CUDA golden parity, time-boxed training bursts that resume a run, and
 # the GPU benchmark against the eager CUDA baseline. Every result lands in $OUT as it is made, so a lease
-# cut short still returns the phases that finished. Session 3 ran it on an H100, session 4 on an H200.
+# cut short still returns the phases that finished. Run on one H100 and on one H200 (2026-11-28); how to use it:
+# docs/training.md, "Training on a rented GPU".
 #
 # Before the lease (here, on the CPU machine):
-#   python -m training.transport pack --data /work/prepared/shared256 --out .gpu/data --frame-step 2
+#   python -m training.transport pack --data DATA --out .gpu/data --frame-step 2
 #   cp RUN/checkpoints/last.pt .gpu/ckpt/last.pt        # the run to continue (resume keeps Adam's state)
 #   cp -r ../shared/reference/fomm .gpu/shared/reference/ ; mkdir -p .gpu/shared/data (for the golden test)
 #   cp RUN/config.yaml .gpu/gpu.yaml, then set batch_size, num_workers, lr_milestones: [] for the burst
@@ -16,8 +17,8 @@
 # (FLAGS are extra `train` flags joined by commas, e.g. gan:--config,.gpu/gpu-gan.yaml): each arm trains
 # from the same last.pt in its own process, all at once on the one GPU, splitting the CPU's workers.
 # A call returns at most 8 files and 64 MiB: arms x phases weight files (8.3 MB each) + the slim state (14 MB)
-# + logs.tar.gz (logs, metrics, samples; 3.6 MB) must fit both, so at most 5 weight files (session 6 returned 6
-# and lost the logs; `tar -C $WORK/logs -czf $OUT/logs.tar.gz .` on the still-warm machine got them back).
+# + logs.tar.gz (logs, metrics, samples; 3.6 MB) must fit both, so at most 5 weight files (a call that returned 6
+# lost the logs; `tar -C $WORK/logs -czf $OUT/logs.tar.gz .` on the still-warm machine got them back).
 # WARM=1 skips the setup and continues the arms' runs left on a machine still warm from the last call.
 # Then evaluate the files back on the CPU machine with `reenact evaluate`, publish the best, and keep
 # FIRSTARM-last-bf16.pt.gz: `gunzip -c plain-last-bf16.pt.gz > RUN/checkpoints/last.pt` resumes there.
