@@ -14,7 +14,7 @@ blend weight: even at rest it stays at 0.5-0.7 over eyes, nose and mouth, so a p
 mixes the decoder's blur into exactly the features identity lives in, and the avatar held still is not
 the avatar. Normalised by its rest value, the map keeps only what motion changes: at rest the output is
 the avatar exactly, and where a mouth opens or a head turn uncovers background the decoder takes over.
-Measured (benchmarks/aed_by_motion.py, source_blend_eval.py; docs/training.md): chosen on training clips,
+Measured (experiments/aed_by_motion.py, source_blend_eval.py; docs/training-results.md): chosen on training clips,
 then held-out AED 0.210 -> 0.199 at equal or better L1 and AKD.
 
 No parameters, nothing tuned; off in FOMM and the paper (`GeneratorConfig.warped_source_blend`).

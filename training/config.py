@@ -38,7 +38,7 @@ class LossWeights:
 
 @dataclass(frozen=True)
 class TeacherConfig:
-    """mediapipe-landmark teacher (issue 11): warm start, annealed keypoint term, dense-motion supervision."""
+    """mediapipe-landmark teacher: warm start, annealed keypoint term, dense-motion supervision."""
 
     enabled: bool = True
     landmark_indices: tuple[int, ...] = (33, 263, 105, 334, 1, 61, 291, 13, 14, 152)

@@ -1,4 +1,4 @@
-"""mediapipe-landmark teacher (issue 11): supervision used only while training, never at inference.
+"""mediapipe-landmark teacher: supervision used only while training, never at inference.
 
 - keypoint term: pulls the K keypoints onto K chosen mesh landmarks (warm start, then an annealed weight so
   FOMM keeps the freedom to move keypoints where motion needs them);

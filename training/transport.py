@@ -7,8 +7,8 @@ landmarks as 1/16-pixel integers, delta-coded over time and LZMA-compressed (0.0
 Unpacking writes the ordinary prepared layout back (PNG folders, landmarks/<clip>.npz, manifest.json), so the
 trainer reads it unchanged.
 
-    python -m training.transport pack --data /work/prepared/shared256 --out bundle --frame-step 2
-    python -m training.transport unpack --bundle bundle --out /tmp/data --workers 16
+    python -m training.transport pack --data DATA --out bundle --frame-step 2
+    python -m training.transport unpack --bundle bundle --out DATA --workers 16
     python -m training.transport slim --state RUN/checkpoints/last.pt --out last-bf16.pt.gz   # and back
 """
 
