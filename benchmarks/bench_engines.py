@@ -1,6 +1,6 @@
 """Engine benchmark for docs/performance.md: every CPU engine on fomm-vox256 and the real-time presets.
 
-    python benchmarks/bench_engines.py [--presets fomm-vox256 paper-rt] [--frames 12] [--out FILE]
+    python -m benchmarks.bench_engines [--presets fomm-vox256 paper-rt] [--frames 12] [--out FILE]
 
 Writes benchmarks/results/engines-<host>-<date>.json and prints the table (see
 reenact_app/engines/benchmark.py for how and why the timing is interleaved).
@@ -15,9 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from reenact_app.benchmarking import BenchConfig, format_table, run_benchmark, write_json  # noqa: E402
+from reenact_app.benchmarking import BenchConfig, format_table, run_benchmark, write_json
 
 SHARED_CLIP = Path(__file__).resolve().parent.parent.parent / "shared/data/clips/wyhsirius+LIA/data/vox/driving1.mp4"
 

@@ -1,8 +1,8 @@
 """Benchmark of the live pipeline on shared clips: tracker alone, smoothing (jitter and lag), whole pipeline.
 
-    python benchmarks/bench_pipeline.py [--checkpoint C] [--engine auto] [--frames 60]
+    python -m benchmarks.bench_pipeline [--checkpoint C] [--engine auto] [--frames 60]
 
-Prints tables and writes benchmarks/results/bench_pipeline.json. Sections:
+Prints tables and writes benchmarks/results/pipeline.json. Sections:
 1. tracker: ms per frame (detection only, detection + face mesh) at several input resolutions;
 2. crop smoothing: box jitter (RMS second difference, % of crop size) on still-speaker clips before and
    after the One Euro filter, and lag (frames) on clips with head motion, for a grid of settings;
@@ -27,10 +27,9 @@ import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from reenact_app.filters import OneEuroConfig, OneEuroFilter, jitter, lag_frames  # noqa: E402
-from reenact_app.tracking import FaceTracker, TrackerConfig  # noqa: E402
+from reenact_app.filters import OneEuroConfig, OneEuroFilter, jitter, lag_frames
+from reenact_app.tracking import FaceTracker, TrackerConfig
 
 SHARED = Path(os.environ.get("REENACT_SHARED", ROOT.parent / "shared")) / "data"
 STILL = [
@@ -204,7 +203,7 @@ def main() -> int:
     ap.add_argument("--engine", default="auto")
     ap.add_argument("--frames", type=int, default=60, help="frames per measurement")
     ap.add_argument("--skip-pipeline", action="store_true")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/bench_pipeline.json"))
+    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/pipeline.json"))
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     import torch

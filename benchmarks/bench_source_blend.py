@@ -1,6 +1,6 @@
 """What the warped-source blend costs per frame: the same weights with the blend off and on, interleaved.
 
-    python benchmarks/bench_source_blend.py [--checkpoint FILE] [--frames 60] [--threads 2]
+    python -m benchmarks.bench_source_blend [--checkpoint FILE] [--frames 60] [--threads 2]
 
 The blend adds a full-resolution warp of the avatar (without it the exporter prunes that warp from the
 per-frame graph) and a per-pixel mix; per avatar, one more dense-motion pass (the occlusion map at rest,
@@ -14,15 +14,12 @@ import argparse
 import copy
 import json
 import socket
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from models import load_checkpoint  # noqa: E402
-from reenact_app.benchmarking import PartStats, EngineRunner, bench_frames, hardware  # noqa: E402
-from reenact_app.engines.select import EngineOptions, create_engine  # noqa: E402
+from models import load_checkpoint
+from reenact_app.benchmarking import PartStats, EngineRunner, bench_frames, hardware
+from reenact_app.engines.select import EngineOptions, create_engine
 
 SHARED_CLIP = Path(__file__).resolve().parent.parent.parent / "shared/data/clips/wyhsirius+LIA/data/vox/driving1.mp4"
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU benchmark, prepared for when an NVIDIA GPU is available (none was in the session that wrote it).
+# GPU benchmark for a machine with an NVIDIA GPU.
 # Runs PyTorch CUDA fp16, ONNX Runtime CUDA and (if torch-tensorrt imports) TensorRT on fomm-vox256 and
 # the real-time presets, with the eager fp32 full-recompute baseline of the same run, and writes JSON to
 # benchmarks/results/. Needs a CUDA build of torch; onnxruntime-gpu for the ONNX Runtime CUDA rows.
@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FRAMES="${1:-50}"
-OUT="benchmarks/results/gpu-$(hostname)-$(date -u +%Y%m%d-%H%M).json"
+OUT="benchmarks/results/engines-gpu-$(hostname)-$(date -u +%Y%m%d-%H%M).json"
 export REENACT_CACHE="${REENACT_CACHE:-/tmp/reenact-cache}"
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || { echo "no NVIDIA GPU visible" >&2; exit 1; }

@@ -1,6 +1,6 @@
 """ONNX Runtime CPU tuning sweep on the per-frame graphs (kp detector + animate), interleaved rounds.
 
-    python benchmarks/ort_tuning.py [--presets paper-rt fomm-vox256] [--rounds 8]
+    python -m benchmarks.ort_tuning [--presets paper-rt fomm-vox256] [--rounds 8]
 
 Variants: graph optimisation level, intra-op threads, thread spinning, memory arena. Writes
 benchmarks/results/ort-tuning-<date>.json; numbers are summarised in docs/performance.md.
@@ -18,10 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from reenact_app.benchmarking import _model, bench_frames, hardware  # noqa: E402
-from reenact_app.engines.onnx_engine import OnnxRuntimeEngine, OrtOptions, default_cache_dir, ensure_export  # noqa: E402
+from reenact_app.benchmarking import bench_frames, bench_model, hardware
+from reenact_app.engines.onnx_engine import OnnxRuntimeEngine, OrtOptions, default_cache_dir, ensure_export
 
 VARIANTS = {
     "default (all, 2 thr, no spin, arena)": OrtOptions(),
@@ -42,7 +40,7 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING)
     report = {"hardware": hardware(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "results": {}}
     for preset in args.presets:
-        model = _model(preset, None)
+        model = bench_model(preset, None)
         folder = ensure_export(model, default_cache_dir())
         frames = bench_frames(None, model.config.image_size, 4)
         engines = {name: OnnxRuntimeEngine(folder, opts) for name, opts in VARIANTS.items()}

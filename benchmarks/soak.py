@@ -1,6 +1,6 @@
 """Soak test of the live pipeline: hours-long calls must not leak, slow down or build up latency.
 
-    python benchmarks/soak.py [--minutes 30] [--interval 5] [--switch-cycles 300] [--csv docs/soak.csv]
+    python -m benchmarks.soak [--minutes 30] [--interval 5] [--switch-cycles 300] [--csv docs/soak.csv]
 
 Phase 1 ("steady"): LivePipeline with the real engine (create_engine(None): the bundled weights, best
 engine available, wrapped in its runtime fallback) driven by a looping shared clip paced at its frame
@@ -35,8 +35,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 SHARED = Path(os.environ.get("REENACT_SHARED", ROOT.parent / "shared"))
 CLIP = SHARED / "data/clips/rizkiarm+LipNet/evaluation/samples/GRID/bbaf2n.mpg"
@@ -102,10 +100,10 @@ class Sampler:
     def __init__(self, pipe, probe: LatencyProbe, writer, t0: float):
         self.pipe, self.probe, self.writer, self.t0 = pipe, probe, writer, t0
         self.rows: list[dict] = []
-        self._last = (time.monotonic(), pipe.stats.frames_out, _cpu())
+        self._last = (time.monotonic(), pipe.stats.frames_out, cpu_seconds())
 
     def sample(self, phase: str) -> dict:
-        now, frames, cpu = time.monotonic(), self.pipe.stats.frames_out, _cpu()
+        now, frames, cpu = time.monotonic(), self.pipe.stats.frames_out, cpu_seconds()
         t_prev, f_prev, c_prev = self._last
         self._last = (now, frames, cpu)
         dt = max(now - t_prev, 1e-6)
@@ -131,7 +129,8 @@ class Sampler:
         return row
 
 
-def _cpu() -> float:
+def cpu_seconds() -> float:
+    """CPU time (user + system) this process has used: its CPU share between two samples."""
     t = os.times()
     return t.user + t.system
 

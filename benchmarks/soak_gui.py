@@ -3,7 +3,7 @@ a looping shared clip as the webcam and the fake virtual camera, for a configura
 switching (as the number keys do) and calibration cycles. Same CSV columns and pass criteria as
 benchmarks/soak.py; fps here is frames painted per second (what the user sees).
 
-    python benchmarks/soak_gui.py [--minutes 10] [--switch-cycles 100] [--csv /tmp/soak_gui.csv]
+    python -m benchmarks.soak_gui [--minutes 10] [--switch-cycles 100] [--csv docs/soak_gui.csv]
 """
 
 from __future__ import annotations
@@ -19,10 +19,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from benchmarks.soak import CLIP, FIELDS, _cpu, judge_steady, judge_switch, load1, open_fds, plot, report, rss_mb  # noqa: E402
+from benchmarks.soak import CLIP, FIELDS, cpu_seconds, judge_steady, judge_switch, load1, open_fds, plot, report, rss_mb
 
 log = logging.getLogger("soak-gui")
 
@@ -74,11 +72,11 @@ def run_gui_soak(minutes: float, interval: float, warmup_s: float, switch_cycles
             if not _wait(lambda: controller.state.frames_shown >= 3, 300):
                 raise RuntimeError(f"the window showed no frame: {controller.state.last_message}")
             controller.start_virtual_camera()
-            last = (time.monotonic(), controller.state.frames_shown, _cpu())
+            last = (time.monotonic(), controller.state.frames_shown, cpu_seconds())
 
             def sample(phase: str) -> None:
                 nonlocal last
-                now, shown, cpu = time.monotonic(), controller.state.frames_shown, _cpu()
+                now, shown, cpu = time.monotonic(), controller.state.frames_shown, cpu_seconds()
                 dt = max(now - last[0], 1e-6)
                 pipe = controller.pipeline
                 row = {"phase": phase, "t_s": round(now - t0, 2), "rss_mb": round(rss_mb(), 1),
@@ -124,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--interval", type=float, default=5.0)
     p.add_argument("--warmup", type=float, default=60.0)
     p.add_argument("--switch-cycles", type=int, default=100)
-    p.add_argument("--csv", default="/tmp/soak_gui.csv")
-    p.add_argument("--png", default="/tmp/soak_gui.png")
+    p.add_argument("--csv", default=str(ROOT / "docs/soak_gui.csv"))
+    p.add_argument("--png", default=str(ROOT / "docs/soak_gui.png"))
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     result = run_gui_soak(args.minutes, args.interval, args.warmup, args.switch_cycles, Path(args.csv), Path(args.png))

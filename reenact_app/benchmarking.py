@@ -110,7 +110,8 @@ def bench_frames(video: str | None, size: int, count: int = 16) -> list[np.ndarr
     return [(rng.random((size, size, 3)) * 255).astype(np.uint8) for _ in range(count)]
 
 
-def _model(preset: str, checkpoint: str | None):
+def bench_model(preset: str, checkpoint: str | None):
+    """The model a benchmark times: the checkpoint's, or the preset's with seeded random weights (speed only)."""
     import torch
 
     from models import build_model, load_checkpoint
@@ -246,7 +247,7 @@ def peak_rss_mb() -> float:
 
 
 def _probe_main(preset: str, engine_name: str, checkpoint: str | None, cache_dir: str | None) -> None:
-    model = _model(preset, checkpoint)
+    model = bench_model(preset, checkpoint)
     frames = bench_frames(None, model.config.image_size, 6)
     if engine_name == BASELINE:
         runner = _Baseline(model, frames[0])
@@ -273,7 +274,7 @@ def run_benchmark(config: BenchConfig, progress: Callable[[str], None] | None = 
     report = {"hardware": hardware(), "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
               "config": asdict(config), "results": []}
     for preset in config.presets:
-        model = _model(preset, config.checkpoint)
+        model = bench_model(preset, config.checkpoint)
         label = preset if not config.checkpoint else f"{preset} ({Path(config.checkpoint).name})"
         frames = bench_frames(config.video, model.config.image_size, 16)
         avatar, driving = frames[0], frames[1:]
