@@ -1,8 +1,8 @@
 """The repository speaks of the product only: no paths of one development machine, no numbered work rounds.
 
-A reader has neither the machine nor the tracker: a default of `/work/...` fails on every other machine,
-and "as in session 5" or "issue 8's bar" explain nothing. History is written as dated, versioned
-statements instead; paths are arguments or relative to the repository. Checked over every tracked text
+A reader has neither the machine nor the tracker: a default under one engineer's working folder fails on
+every other machine, and a reference to a numbered work round or ticket explains nothing. History is
+written as dated, versioned statements instead; paths are arguments or relative to the repository. Checked over every tracked text
 file (code, docs, configs, result JSON).
 """
 
