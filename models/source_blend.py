@@ -1,7 +1,7 @@
 """Warped-source blend: where the occlusion map says the avatar is visible, show the avatar itself, warped.
 
 Why: the generator's decoder rebuilds the face from warped features and, small and trained on little
-data, decodes it blurred (the identity metric AED is blur-limited: docs/training.md), while the avatar
+data, decodes it blurred (the identity metric AED is blur-limited: docs/training-results.md), while the avatar
 warped by the same dense motion is sharp and exact in colour. The occlusion map already says where that
 warp is valid; outside it (an opening mouth, uncovered background) the decoder's output is kept:
 
