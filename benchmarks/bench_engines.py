@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import socket
 import sys
 import time
@@ -32,7 +33,7 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     config = BenchConfig(
         presets=tuple(args.presets), engines=tuple(args.engines), frames=args.frames,
-        video=str(SHARED_CLIP) if SHARED_CLIP.is_file() else None, memory=not args.no_memory,
+        video=os.path.relpath(SHARED_CLIP) if SHARED_CLIP.is_file() else None,  # the report names it relatively memory=not args.no_memory,
         threads=args.threads,
     )
     report = run_benchmark(config)
