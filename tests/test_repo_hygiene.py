@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,45 @@ def test_tracked_files_speak_of_the_product_only():
               for number, rule, line in offences(path.read_text(encoding="utf-8", errors="replace"))]
     assert not report, "\n".join(["write paths as arguments or repo-relative, history as dated statements:"]
                                  + report)
+
+
+SCRIPT_FOLDERS = ("benchmarks", "experiments", "tools")
+
+
+def script_problems(source: str) -> list[str]:
+    """A script that edits sys.path or imports another module's private names breaks when either moves."""
+    import ast
+
+    problems = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and node.attr == "path" and getattr(node.value, "id", None) == "sys":
+            problems.append(f"line {node.lineno}: edits or reads sys.path")
+        if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+            private = [a.name for a in node.names if a.name.startswith("_")]
+            if private:
+                problems.append(f"line {node.lineno}: imports private {', '.join(private)} from {node.module}")
+    return problems
+
+
+def test_the_script_rule_catches_path_edits_and_private_imports():
+    assert script_problems("import sys\nsys.path.insert(0, '.')\n")
+    assert script_problems("from benchmarks.soak import FIELDS, _cpu\n")
+    assert not script_problems("from __future__ import annotations\nimport sys\nsys.exit(0)\n"
+                               "from training.run_metrics import metric_rows\n")
+
+
+def test_scripts_import_only_public_names_and_leave_sys_path_alone():
+    scripts = [p for folder in SCRIPT_FOLDERS for p in sorted((ROOT / folder).glob("*.py"))]
+    assert len(scripts) >= 10
+    report = [f"{p.relative_to(ROOT)}: {problem}" for p in scripts for problem in script_problems(p.read_text())]
+    assert not report, "\n".join(report)
+
+
+def test_every_script_module_imports_from_the_repository_root():
+    """`python -m benchmarks.NAME` / `python -m experiments.NAME` from the root: the documented way to run them."""
+    modules = [f"{p.parent.name}.{p.stem}" for folder in ("benchmarks", "experiments")
+               for p in sorted((ROOT / folder).glob("*.py"))]
+    code = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\n"
+    result = subprocess.run([sys.executable, "-c", code, *modules], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
