@@ -162,6 +162,9 @@ def main() -> int:
     # Recorded as given (relative paths stay relative); resolved because the runs start in the repo root.
     data_as_given, runs_as_given = args.data, args.runs
     args.data, args.runs = args.data.resolve(), args.runs.resolve()
+    if not (args.data / "train").is_dir() or not (args.data / "test").is_dir():
+        raise SystemExit(f"{args.data} is not a prepared data folder (no train/ and test/): "
+                         "make one with `reenact prepare-data CLIPS -o DATA`")
     args.runs.mkdir(parents=True, exist_ok=True)
     evalset = build_evalset(args.data, args.runs / "evalset", args.frames)
     names = [n for n in RUNS if args.only is None or n in args.only]

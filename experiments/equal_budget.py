@@ -219,6 +219,9 @@ def main() -> int:
     p.add_argument("--png", type=Path, default=ROOT / "docs" / "training-curves.png")
     args = p.parse_args()
     args.data, args.runs = args.data.resolve(), args.runs.resolve()  # the runs start in the repo root
+    if not (args.data / "train").is_dir() or not (args.data / "test").is_dir():
+        raise SystemExit(f"{args.data} is not a prepared data folder (no train/ and test/): "
+                         "make one with `reenact prepare-data CLIPS -o DATA`")
     for name in RUNS:
         if args.only is None or name in args.only:
             if not args.report:
