@@ -206,30 +206,6 @@ def test_worker_bridge_reports_errors_and_stops(qtbot):
     assert not [t for t in threading.enumerate() if t.name == "reenact-gui-commands"]
 
 
-def test_first_run_export_goes_to_a_cancellable_child_process(tmp_path, monkeypatch):
-    """The ONNX export runs in a child process (it would hold the GIL and freeze the window); closing
-    the window cancels it."""
-    import time
-
-    import models
-    from reenact_app.gui.export_job import ExportJob, needs_export
-
-    monkeypatch.setenv("REENACT_CACHE", str(tmp_path / "cache"))
-    model = models.build_model("paper-rt")
-    assert not needs_export(model, "torch")
-    assert needs_export(model, "onnxruntime")
-    ckpt = models.save_checkpoint(model, tmp_path / "m.safetensors")
-    job = ExportJob(str(ckpt), None)
-    result: list[bool] = []
-    thread = threading.Thread(target=lambda: result.append(job.run()))
-    thread.start()
-    time.sleep(0.5)
-    job.cancel()
-    thread.join(15)
-    assert result == [False] and not thread.is_alive()
-    assert job._proc is not None and job._proc.poll() is not None  # the child is gone
-
-
 def test_engine_fallback_notice_reaches_the_banner_once(qtbot, tmp_path, monkeypatch):
     """An engine that switched itself at run time (FallbackEngine: CUDA out of memory...) is reported once."""
     from reenact_app.gui.controller import AppController

@@ -1,8 +1,13 @@
-"""Inference engines behind one interface (see base.py); `create_engine` picks one (see select.py)."""
+"""Inference engines behind one interface (see base.py); `create_engine` picks one (see select.py).
+
+Interactive front ends (the GUI) use only the facade (facade.py): `EngineOpener().open(ModelSpec(...))`.
+"""
 
 from reenact_app.engines.base import Engine, Keypoints, SourceState
+from reenact_app.engines.facade import EngineOpener, ModelSpec, needs_export, preload_engine_modules
 
-__all__ = ["Engine", "EngineOptions", "Keypoints", "SourceState", "create_engine"]
+__all__ = ["Engine", "EngineOpener", "EngineOptions", "Keypoints", "ModelSpec", "SourceState", "create_engine",
+           "needs_export", "preload_engine_modules"]
 
 
 def __getattr__(name: str):

@@ -65,11 +65,29 @@ def array_to_image(array: np.ndarray) -> np.ndarray:
     return np.round(np.clip(array[0], 0.0, 1.0) * 255.0).astype(np.uint8).transpose(1, 2, 0).copy()
 
 
-def ensure_export(model: ReenactModel, cache_dir: Path | None = None, quantized: bool = False) -> Path:
-    """Export folder for this exact model (keyed by its weight hash), exporting on first use."""
-    from export.onnx_export import export_onnx, model_hash, read_manifest
+def export_folder(model: ReenactModel, cache_dir: Path | None = None) -> Path:
+    """The cache key: where this exact model's graphs live (keyed by its weight hash)."""
+    from export.onnx_export import model_hash
 
-    folder = (cache_dir or default_cache_dir()) / "onnx" / model_hash(model)
+    return (cache_dir or default_cache_dir()) / "onnx" / model_hash(model)
+
+
+def has_export(model: ReenactModel, cache_dir: Path | None = None) -> bool:
+    """True when this model's graphs are already in the cache (ensure_export would not export)."""
+    from export.onnx_export import read_manifest
+
+    try:
+        read_manifest(export_folder(model, cache_dir))
+    except Exception:  # noqa: BLE001 - any unreadable or missing export means: not there
+        return False
+    return True
+
+
+def ensure_export(model: ReenactModel, cache_dir: Path | None = None, quantized: bool = False) -> Path:
+    """Export folder for this exact model (see export_folder), exporting on first use."""
+    from export.onnx_export import export_onnx, read_manifest
+
+    folder = export_folder(model, cache_dir)
     try:
         manifest = read_manifest(folder)
     except Exception:

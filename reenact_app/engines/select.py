@@ -102,6 +102,20 @@ def _probe(candidate: str) -> tuple[bool, str]:
     return probes[candidate]()
 
 
+def first_available(engine: str) -> str | None:
+    """The candidate `create_engine(model, engine)` tries first here (None: none is available); lets a
+    caller tell ahead whether that engine needs the ONNX export without building anything."""
+    if engine not in ALIASES:
+        raise EngineError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINE_NAMES)}")
+    for candidate in ALIASES[engine]:
+        try:
+            if _probe(candidate)[0]:
+                return candidate
+        except Exception:  # noqa: BLE001 - a broken probe counts as "not available"
+            continue
+    return None
+
+
 # -- builders ---------------------------------------------------------------------------------------
 def _cache_dir(options: EngineOptions) -> Path:
     from reenact_app.engines.onnx_engine import default_cache_dir

@@ -1,12 +1,14 @@
 """The `reenact-app` desktop application (PySide6).
 
-Layout of the package (view code separate from state, so tests can drive the app without widgets):
+Layout of the package (view code separate from state, so tests can drive the app without widgets). Models
+are reached only through the engines' facade (`reenact_app.engines.EngineOpener`): nothing here imports
+torch, onnxruntime, `models` or `export` (tests/test_layering.py checks it).
 - app.py: QApplication setup, display detection, removal of OpenCV's Qt plugin override;
 - controller.py: AppController, the state and every user action; owns the worker threads;
 - worker.py: the command thread and the latest-frame bridge to the UI thread;
 - live.py: glue to the LivePipeline (switchable source, detachable sinks, smoothing mapping);
 - main_window.py + widgets/: the view; help_dialog.py, shortcuts.py;
 - settings.py: AppSettings saved as JSON in the user config dir; avatars.py: avatar files;
-- export_job.py: first-run ONNX export in a child process; stall.py: UI-thread stall meter;
+- stall.py: UI-thread stall meter;
 - main.py / run.py: the console entry point, the event loop and the headless screenshot mode.
 """

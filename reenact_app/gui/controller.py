@@ -13,14 +13,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from reenact_common.paths import assets_dir, default_weights
-from reenact_common.errors import MediaError, ReenactError
+from reenact_app.engines import EngineOpener, ModelSpec
+from reenact_common.errors import EngineError, MediaError
 from reenact_app.gui import avatars as avatar_files
 from reenact_app.gui.live import GatedSink, SwitchableSource, pipeline_options, smoothing_configs
 from reenact_app.gui.outputs import OutputsMixin
@@ -88,7 +88,7 @@ class AppController(OutputsMixin, QObject):
         self._old_engines: list = []
         self._last_notice = ""
         self._working_model: tuple[str, str] | None = None  # (model_path, model_config) of the running engine
-        self._export_job = None
+        self._engine_opener = EngineOpener(on_export=self._export_busy)
         self._avatar = None  # tracking.AvatarCrop in use
         self._pending_avatar: tuple[int, Any] | None = None  # no face found: waiting for the user
         self._avatar_lock = threading.Lock()
@@ -129,9 +129,7 @@ class AppController(OutputsMixin, QObject):
         self._save_timer.stop()
         self._housekeeping_timer.stop()
         self.bridge.cancel_pending()
-        job = self._export_job
-        if job is not None:
-            job.cancel()
+        self._engine_opener.cancel()
         ok = self.bridge.stop(timeout)
         pipeline, self._pipeline = self._pipeline, None
         if pipeline is not None:
@@ -236,26 +234,22 @@ class AppController(OutputsMixin, QObject):
         self._changed()
 
     def _build_engine(self, model_path: str | None, config: str | None):
-        """Checkpoint -> engine (None when the app is closing meanwhile). Raises with the reason."""
-        from models import load_checkpoint
-        from reenact_app.engines.select import create_engine
-
+        """Checkpoint -> engine through the engines' facade (None when the app is closing meanwhile).
+        Raises with the reason."""
         engine_name = self.settings.engine
-        with _single_threaded_torch():
-            model = load_checkpoint(model_path, config)
-            if not self.settings.avatar_detail:
-                model.set_warped_source_blend(False)
-        self._export_in_child_process(model, model_path, config)
-        if self._shut_down:
-            return None  # closing: don't start an engine build nobody will use
+        spec = ModelSpec(model_path, config, warped_source_blend=self.settings.avatar_detail)
         try:
-            return create_engine(model, engine_name)
-        except ReenactError as exc:
+            return self._engine_opener.open(spec, engine_name)
+        except EngineError as exc:
             if engine_name == "auto":
                 raise
             self.raise_message("warning", f"{engine_name} engine unavailable here: {exc}",
                                "Using the best available engine (Auto) instead.")
-            return create_engine(model, "auto")
+            return self._engine_opener.open(spec, "auto")
+
+    def _export_busy(self, started: bool) -> None:
+        """The first-run ONNX export (a child process, see engines.export_child) gets its own busy label."""
+        self.busyChanged.emit("Exporting the model for ONNX Runtime (first run only)" if started else self.state.busy)
 
     def _engine_notice(self, notice: str) -> None:
         """FallbackEngine switched engines (pipeline thread): tell the user once."""
@@ -277,25 +271,6 @@ class AppController(OutputsMixin, QObject):
             old.close()
         except Exception:  # noqa: BLE001
             log.debug("closing the previous engine failed", exc_info=True)
-
-    def _export_in_child_process(self, model, model_path: str | None, config: str | None) -> None:
-        """First run of ONNX Runtime: export in a child process (see export_job) with its own busy label."""
-        from reenact_app.gui.export_job import ExportJob, needs_export
-
-        if self._shut_down or not needs_export(model, self.settings.engine):
-            return
-        self.busyChanged.emit("Exporting the model for ONNX Runtime (first run only)")
-        job = ExportJob(model_path, config, self.settings.avatar_detail)
-        self._export_job = job
-        if self._shut_down:  # shutdown() may have looked for a job just before it was set
-            job.cancel()
-        try:
-            ok = job.run()
-        finally:
-            self._export_job = None
-            self.busyChanged.emit(self.state.busy)
-        if not ok and not self._shut_down:
-            log.warning("ONNX export in a child process failed; the engine builder will retry in-process")
 
     def _load_initial_avatar(self) -> None:
         if not self.avatars:
@@ -648,21 +623,6 @@ class AppController(OutputsMixin, QObject):
             save_settings(self.settings)
         except OSError as exc:
             log.warning("settings not saved: %s", exc)
-
-
-@contextmanager
-def _single_threaded_torch():
-    """Loading a checkpoint is hundreds of tiny tensor ops (copies, NaN checks); with an OpenMP team per
-    op, the spinning workers starve the UI thread on a small machine (measured on 2 busy cores: 0.7-1.1 s
-    and 200-450 ms UI stalls with 2 threads, 70 ms and none with 1)."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _fix_for(text: str) -> str:

@@ -18,33 +18,27 @@ DEFAULT_SCREENSHOT_FRAMES = 30
 
 
 def preload_heavy_modules() -> None:
-    """Imports torch, mediapipe and the pipeline before the window exists.
+    """Imports mediapipe, the engines' heavy modules (torch, ONNX Runtime, see
+    engines.preload_engine_modules) and the pipeline before the window exists.
 
     Importing a large C extension holds the GIL for 100+ ms at a time; done on the command thread while
     the window is up, that would freeze the UI (measured: a 130 ms stall at the first avatar). Done
     here, it only delays the window by a fraction of a second.
     """
     import mediapipe  # noqa: F401
-    import torch  # noqa: F401
 
-    # first virtual camera / recording start, first checkpoint load, first ONNX Runtime engine
-    for optional in ("pyvirtualcam", "imageio_ffmpeg", "safetensors.torch", "onnxruntime", "export.onnx_export",
-                     "reenact_app.engines.onnx_engine"):
+    from reenact_app.engines import preload_engine_modules
+
+    # first virtual camera / recording start
+    for optional in ("pyvirtualcam", "imageio_ffmpeg"):
         try:
             __import__(optional)
         except ImportError:
             pass
-
-    # load_checkpoint checks a file's shapes on torch's meta device; its first use imports torch's meta
-    # kernels (1-3 s holding the GIL, measured): do it now, not while the window shows "Loading model".
-    from models import build_model
-
-    with torch.device("meta"):
-        build_model("paper-rt")
+    preload_engine_modules()  # first checkpoint load, first ONNX Runtime engine
 
     import reenact_app.pipeline  # noqa: F401
     import reenact_app.sinks  # noqa: F401
-    from reenact_app.engines import select  # noqa: F401
 
 
 def _make(args: argparse.Namespace, offscreen: bool):
