@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "reenact_app.commands.prepare_data",
     "reenact_app.commands.train",
     "reenact_app.commands.evaluate",
+    "reenact_app.commands.evaluate_cross",
     "reenact_app.commands.live",
 )
 
