@@ -142,4 +142,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from reenact_common.errors import ReenactError
+
+    try:
+        raise SystemExit(main())
+    except ReenactError as exc:  # bad input: one line that says what to do
+        raise SystemExit(str(exc)) from None
