@@ -23,8 +23,12 @@ Public API (stable; other modules and the GUI rely on it):
     detect_faces(image_rgb) -> list[Face]             # one-shot detection, largest first
 
 How it works (why):
-- mediapipe face detection (full-range model) gives boxes + eye keypoints every frame (5-8 ms at
-  360p on the 2-core dev box, frames downscaled to 640 px first). Among
+- mediapipe face detection gives boxes + eye keypoints every frame (5-8 ms at 360p on the 2-core dev
+  box, frames downscaled to 640 px first). It has two models: full range (faces up to ~5 m, small in the
+  frame) and short range (faces within ~2 m, up to the whole frame: a user leaning into a laptop camera,
+  a 224 px talking-head close-up, where the full-range model finds nothing). The tracker runs one of
+  them per frame, the one that found the face last; when it finds nothing it tries the other on the
+  same frame and keeps that one while it finds the face. Among
   several faces we pick the largest and then stay on the one overlapping the previous box (IoU), so a
   person walking behind you does not steal the crop; after `reacquire_after` s without it we take the
   largest again.
@@ -69,7 +73,8 @@ class TrackerConfig:
     shift_y: float = -0.08  # crop centre offset (fraction of face size); negative = up (forehead)
     align_roll: bool = False  # rotate so the eye line is level
     detection_confidence: float = 0.5
-    model_selection: int = 1  # mediapipe: 0 = short range (< 2 m), 1 = full range (< 5 m)
+    model_selection: int = 1  # mediapipe: 0 = short range (< 2 m), 1 = full range (< 5 m); tried first
+    other_range_fallback: bool = True  # no face with one model: try the other (near and far faces alike)
     use_mesh: bool = True  # face mesh landmarks on the crop (overlays, diagnostics)
     # One Euro on the box, in crop sizes per second (measured choice: docs/pipeline.md). The detector's
     # size estimate shakes ~8x more than its centre and size changes are slow, so size is smoothed harder.
@@ -281,9 +286,9 @@ class FaceTracker:
         import mediapipe as mp
 
         self.config = config or TrackerConfig()
-        self._detector = mp.solutions.face_detection.FaceDetection(
-            model_selection=self.config.model_selection, min_detection_confidence=self.config.detection_confidence
-        )
+        self._detectors: dict[int, object] = {}  # model_selection -> detector graph, made on first use
+        self._model = self.config.model_selection  # the model that found the face last
+        self._detector(self._model)  # the other one only when this one first misses
         self._mesh = None
         if self.config.use_mesh:
             self._mesh = mp.solutions.face_mesh.FaceMesh(
@@ -331,6 +336,8 @@ class FaceTracker:
             self._filter = OneEuroFilter.from_config(self.config.smoothing)
         if "size_smoothing" in changes:
             self._size_filter = OneEuroFilter.from_config(self.config.size_smoothing)
+        if "model_selection" in changes:
+            self._model = self.config.model_selection
 
     @property
     def closed(self) -> bool:
@@ -340,7 +347,9 @@ class FaceTracker:
         if self._closed:
             return
         self._closed = True
-        self._detector.close()
+        for detector in self._detectors.values():
+            detector.close()
+        self._detectors.clear()
         if self._mesh is not None:
             self._mesh.close()
 
@@ -351,13 +360,38 @@ class FaceTracker:
         self.close()
 
     # -- per frame ----------------------------------------------------------------------------
-    def detect(self, frame_rgb: np.ndarray) -> list[Face]:
-        """All faces in this frame (video-mode detector), largest first."""
-        small, f = _downscale_for_detection(frame_rgb, self.config.max_detect_side)
+    @property
+    def detection_model(self) -> int:
+        """The mediapipe detection model in use: 1 = full range, 0 = short range (see the module doc)."""
+        return self._model
+
+    def _detector(self, model: int):
+        if model not in self._detectors:
+            import mediapipe as mp
+
+            self._detectors[model] = mp.solutions.face_detection.FaceDetection(
+                model_selection=model, min_detection_confidence=self.config.detection_confidence
+            )
+        return self._detectors[model]
+
+    def _detect_with(self, model: int, small: np.ndarray, scale: float, min_side: float) -> list[Face]:
         h, w = small.shape[:2]
-        faces = _faces_from_result(self._detector.process(small), w, h, f)
-        min_side = self.config.min_face_fraction * min(frame_rgb.shape[:2])
+        faces = _faces_from_result(self._detector(model).process(small), w, h, scale)
         return [x for x in faces if max(x.w, x.h) >= min_side]
+
+    def detect(self, frame_rgb: np.ndarray) -> list[Face]:
+        """All faces in this frame, largest first: one detector run while the current model finds the
+        face, both when it does not (then the other model becomes the current one if it found a face)."""
+        small, f = _downscale_for_detection(frame_rgb, self.config.max_detect_side)
+        min_side = self.config.min_face_fraction * min(frame_rgb.shape[:2])
+        faces = self._detect_with(self._model, small, f, min_side)
+        if not faces and self.config.other_range_fallback:
+            other = 1 - self._model
+            faces = self._detect_with(other, small, f, min_side)
+            if faces:
+                log.debug("face found by the %s-range detector: using it", "full" if other else "short")
+                self._model = other
+        return faces
 
     def _choose(self, faces: list[Face], now: float) -> Face | None:
         if not faces:

@@ -228,3 +228,50 @@ def test_avatar_formats_grey_rgba_16bit(shared_dir):
     assert to_rgb8(clear).min() == 255
     with pytest.raises(ValueError):
         to_rgb8(np.zeros((4, 4, 5), np.uint8))
+
+
+CLOSE_UP_CLIP = "Dorniwang+PD-FGC-inference/test/mp4s/test4_panel3.mp4"  # 224 px, the face fills the frame
+
+
+def _far_face_frames(shared_dir, n: int) -> list[np.ndarray]:
+    """A portrait shrunk to a 120 px square (face ~75 px) on a plain 1280x720 frame, drifting sideways:
+    someone sitting a few metres from the camera."""
+    img = cv2.cvtColor(cv2.imread(str(shared_dir / "data/stills/alievk+avatarify-python/avatars/obama.jpg")), cv2.COLOR_BGR2RGB)
+    small = cv2.resize(img, (120, 120), interpolation=cv2.INTER_AREA)
+    frames = []
+    for i in range(n):
+        frame = np.full((720, 1280, 3), 90, np.uint8)
+        x = 900 + 4 * i
+        frame[400:520, x : x + 120] = small
+        frames.append(frame)
+    return frames
+
+
+def test_close_up_that_fills_the_frame_is_tracked(clips_dir):
+    frames = read_frames(clips_dir / CLOSE_UP_CLIP, 48)
+    with FaceTracker(TrackerConfig(use_mesh=False, other_range_fallback=False)) as full_range_only:
+        missed = sum(not full_range_only.track(f, i / 25).face_found for i, f in enumerate(frames))
+    assert missed > 40  # the clip is one the full-range model alone can't see
+    with FaceTracker(TrackerConfig(use_mesh=False)) as tracker:
+        found = [tracker.track(f, i / 25) for i, f in enumerate(frames)]
+        assert tracker.detection_model == 0  # it went to the short-range model and stayed there
+    assert sum(r.face_found for r in found) >= 46
+    # the crop is about the face (centre of the frame, roughly its size), not a stray detection
+    last = found[-1].box
+    assert abs(last.cx - 112) < 40 and abs(last.cy - 112) < 50 and 150 < last.size < 500
+
+
+def test_far_face_is_tracked_and_near_then_far_switches_back(shared_dir, clips_dir):
+    far = _far_face_frames(shared_dir, 10)
+    with FaceTracker(TrackerConfig(use_mesh=False)) as tracker:
+        results = [tracker.track(f, i / 25) for i, f in enumerate(far)]
+        assert all(r.face_found for r in results) and tracker.detection_model == 1
+        assert abs(results[-1].raw_box.cx - (900 + 4 * 9 + 60)) < 30 and abs(results[-1].raw_box.cy - 460) < 40
+        # a close-up then the far face again (someone leaning in, then back): both models in turn
+        tracker.redetect()
+        close = read_frames(clips_dir / CLOSE_UP_CLIP, 5)
+        assert all(tracker.track(f, 1 + i / 25).face_found for i, f in enumerate(close))
+        assert tracker.detection_model == 0
+        tracker.redetect()
+        assert all(tracker.track(f, 2 + i / 25).face_found for i, f in enumerate(far))
+        assert tracker.detection_model == 1
