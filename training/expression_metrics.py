@@ -38,11 +38,11 @@ FEATURE_LABELS = {
     "pitch": "head pitch",
 }
 # Driver std below which a feature counts as "not moved" (landmark noise). mouth, eyes, roll, yaw and pitch
-# keep the thresholds of the first measurement. brows: measured like the others' noise floor, on one still
-# frame of 14 prepared clips, 16 copies each moved by up to 2 px, 0.5 degrees and 1 % scale and saved as JPEG
-# 70-95: the brow feature's std is 0.005 (median; 90th percentile 0.014), the mouth's 0.006 (0.008). 0.015 is
-# three times the median noise and above the 90th percentile; an expressive driver (MEAD-style "happy" clip)
-# moves it with a std of 0.055.
+# keep the thresholds of the first measurement. brows: from the noise floor `experiments/expression_noise.py`
+# measures (one still frame of 14 prepared clips, 16 copies each moved by up to 2 px, 0.5 degrees and 1 %
+# scale, saved as JPEG 70-95): the brow feature's std is 0.006 (median; 90th percentile 0.014); 0.015 is
+# above the 90th percentile, as mouth's 0.03 is (its floor: 0.008, 0.028). Eyes have the thinnest margin
+# (floor 0.017, 0.024 against 0.02): eye scores on small lid motion are partly noise.
 NOISE_THRESHOLDS = {"mouth": 0.03, "eyes": 0.02, "brows": 0.015, "roll": 0.02, "yaw": 0.01, "pitch": 0.01}
 
 RIGHT_EYE = slice(36, 42)  # the subject's right eye: image left in a frontal face
