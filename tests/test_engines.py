@@ -88,13 +88,15 @@ def test_auto_prefers_tensorrt_then_walks_the_chain(model, fake_world, caplog):
     fake_world["available"] -= {"tensorrt"}
     assert create_engine(model, "auto").name == "onnxruntime-cuda"
     fake_world["available"] -= {"onnxruntime-cuda"}
+    assert create_engine(model, "auto").name == "torch-cudagraph"
+    fake_world["available"] -= {"torch-cudagraph"}
     assert create_engine(model, "auto").name == "torch-cuda"
     fake_world["available"] -= {"torch-cuda"}
     with caplog.at_level(logging.INFO, logger="reenact_app.engines.select"):
         engine = create_engine(model, "auto")
     assert engine.name == "onnxruntime-cpu"
     skipped = [c for c, _ in engine.selection.skipped]
-    assert skipped == ["tensorrt", "onnxruntime-cuda", "torch-cuda"]
+    assert skipped == ["tensorrt", "onnxruntime-cuda", "torch-cudagraph", "torch-cuda"]
     assert "TensorRT skipped: fake: missing" in caplog.text
     fake_world["available"] -= {"onnxruntime-cpu"}
     engine = create_engine(model, "auto")
@@ -104,7 +106,7 @@ def test_auto_prefers_tensorrt_then_walks_the_chain(model, fake_world, caplog):
 def test_build_failure_falls_through_with_reason(model, fake_world):
     fake_world["broken"] |= {"tensorrt", "onnxruntime-cuda"}
     engine = create_engine(model, "auto")
-    assert engine.name == "torch-cuda"
+    assert engine.name == "torch-cudagraph"
     reasons = dict(engine.selection.skipped)
     assert "failed to start" in reasons["tensorrt"] and "failed to build" in reasons["onnxruntime-cuda"]
 

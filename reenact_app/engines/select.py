@@ -1,7 +1,8 @@
 """Engine selection: `create_engine(...)` builds the requested engine or the best available one.
 
-Order for `engine="auto"` (fastest first): TensorRT > ONNX Runtime CUDA > PyTorch CUDA > ONNX Runtime CPU
-> PyTorch CPU. Every candidate that is skipped is logged with the reason (and kept in
+Order for `engine="auto"` (fastest first): TensorRT > ONNX Runtime CUDA > PyTorch CUDA graphs > PyTorch
+CUDA > ONNX Runtime CPU > PyTorch CPU. The CUDA-graph engine captures its graphs when it is built, so a
+capture that fails is a failed start and the plain PyTorch CUDA engine is next. Every candidate that is skipped is logged with the reason (and kept in
 `engine.selection`), so "why is it slow?" has an answer in the log. The returned engine is wrapped in a
 `FallbackEngine` whenever slower candidates remain: if the active engine throws mid-run (CUDA out of
 memory, a driver reset), the next candidate takes over, the avatar is re-encoded, and `engine.notice`
@@ -24,7 +25,7 @@ from reenact_common.errors import EngineError
 log = logging.getLogger(__name__)
 
 # Concrete candidates, fastest first.
-CHAIN = ("tensorrt", "onnxruntime-cuda", "torch-cuda", "onnxruntime-cpu", "torch-cpu")
+CHAIN = ("tensorrt", "onnxruntime-cuda", "torch-cudagraph", "torch-cuda", "onnxruntime-cpu", "torch-cpu")
 # What each user-facing name may use, in order. "auto" may use everything.
 ALIASES: dict[str, tuple[str, ...]] = {
     "auto": CHAIN,
@@ -38,6 +39,7 @@ ENGINE_NAMES = tuple(ALIASES)
 LABELS = {
     "tensorrt": "TensorRT",
     "onnxruntime-cuda": "ONNX Runtime CUDA",
+    "torch-cudagraph": "PyTorch CUDA graphs",
     "torch-cuda": "PyTorch CUDA",
     "onnxruntime-cpu": "ONNX Runtime CPU",
     "onnxruntime-int8": "ONNX Runtime CPU int8",
@@ -51,7 +53,8 @@ class EngineOptions:
 
     cache_dir: Path | None = None  # exported graphs and TensorRT engines (default ~/.cache/reenact)
     threads: int = 0  # CPU intra-op threads (0: every core this process may use)
-    torch_compile: bool = False  # torch.compile on CUDA (slow first frames, faster after)
+    torch_compile: bool = False  # torch.compile on CUDA (slow first frames, faster after); the CUDA-graph
+    # engine then uses torch.compile(mode="reduce-overhead") instead of its own capture
     device_index: int = 0
     runtime_fallback: bool = True  # wrap in FallbackEngine when slower candidates remain
 
@@ -94,6 +97,7 @@ def _probe(candidate: str) -> tuple[bool, str]:
     probes: dict[str, Callable[[], tuple[bool, str]]] = {
         "tensorrt": tensorrt_status,
         "onnxruntime-cuda": ort_cuda_status,
+        "torch-cudagraph": cuda_status,
         "torch-cuda": cuda_status,
         "onnxruntime-cpu": ort_cpu_status,
         "onnxruntime-int8": ort_cpu_status,
@@ -129,6 +133,11 @@ def build_candidate(candidate: str, model: ReenactModel, options: EngineOptions)
         from reenact_app.engines.tensorrt_engine import TensorRTEngine
 
         return TensorRTEngine(model, _cache_dir(options) , options.device_index)
+    if candidate == "torch-cudagraph":
+        from reenact_app.engines.cuda_graph_engine import CudaGraphEngine, GraphOptions
+
+        mode = "compile" if options.torch_compile else "cudagraph"
+        return CudaGraphEngine(model, GraphOptions(device=f"cuda:{options.device_index}", mode=mode))
     if candidate in ("torch-cuda", "torch-cpu"):
         from reenact_app.engines.torch_engine import TorchEngine
 
