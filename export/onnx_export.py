@@ -31,8 +31,11 @@ OPSET = 17
 PART_NAMES = ("kp_detector", "source_encoder", "animate")
 MANIFEST = "manifest.json"
 # Bumped whenever the graphs' inputs or outputs change for the same weights and config, so exports and
-# TensorRT engines cached under model_hash are rebuilt (2: the blend's rest_occlusion, session 6).
-GRAPH_VERSION = 2
+# TensorRT engines cached under model_hash are rebuilt (2: the blend's rest_occlusion; 3: animate also
+# returns the motion, displacement and visibility, for the app's full-resolution output).
+GRAPH_VERSION = 3
+# The animate graph's outputs: the animated crop and the motion behind it (models/source_blend.py).
+ANIMATE_OUTPUTS = ("prediction", "displacement", "visibility")
 
 
 class ExportError(ReenactError):
@@ -74,7 +77,8 @@ class SourceEncoderPart(nn.Module):
 
 
 class AnimatePart(nn.Module):
-    """(source_small, features[, source_image, rest_occlusion], kp_source, kp_driving) -> prediction (1,3,H,W).
+    """(source_small, features[, source_image, rest_occlusion], kp_source, kp_driving) -> prediction (1,3,H,W),
+    displacement (1,h,w,2), visibility (1,1,H,W) (ANIMATE_OUTPUTS).
 
     `source_image` and `rest_occlusion` are inputs only with the warped-source blend (it warps the full
     avatar where the occlusion map, relative to its value at rest, sees it)."""
@@ -99,7 +103,8 @@ class AnimatePart(nn.Module):
         state["kp_source_value"] = kp_source["value"]
         if self.jacobian:
             state["kp_source_jacobian"] = kp_source["jacobian"]
-        return self.generator.animate(state, kp_driving)["prediction"]
+        out = self.generator.animate(state, kp_driving)
+        return tuple(out[name] for name in ANIMATE_OUTPUTS)
 
 
 def uses_source_image(config) -> bool:
@@ -162,7 +167,7 @@ def part_specs(jacobian: bool, with_source_image: bool = False) -> dict[str, Par
         "animate": PartSpec(
             "animate",
             [*avatar, *kp_names(jacobian, "kp_source"), *kp_names(jacobian, "kp_driving")],
-            ["prediction"],
+            list(ANIMATE_OUTPUTS),
         ),
     }
 

@@ -14,7 +14,7 @@ from torch import nn
 from models.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d, warp
 from models.config import ModelConfig
 from models.dense_motion import DenseMotionNetwork
-from models.source_blend import blend_warped_source
+from models.source_blend import blend_visible, displacement, image_visibility
 
 KP = dict[str, torch.Tensor]
 
@@ -103,10 +103,16 @@ class OcclusionAwareGenerator(nn.Module):
                 features = block(features)
         out["deformed"] = warp(state["source_image"], deformation)
         out["deformation"] = deformation
+        out["displacement"] = displacement(deformation)
         prediction = torch.sigmoid(self.final(features))
-        if self.warped_source_blend:
-            prediction = blend_warped_source(prediction, state["source_image"], deformation,
-                                             self._final_occlusion(occlusion), state["rest_occlusion"])
+        if self.warped_source_blend and occlusion is not None:
+            weight = image_visibility(self._final_occlusion(occlusion), state["rest_occlusion"], prediction.shape[2:])
+            prediction = blend_visible(prediction, state["source_image"], deformation, weight)
+        else:  # the prediction shows none of the warped avatar
+            weight = prediction.new_zeros(prediction.shape[0], 1, *prediction.shape[2:])
+        # Where (and how much) the output is the avatar itself, warped: the app warps the avatar's
+        # full-resolution picture there (reenact_app/full_resolution.py).
+        out["visibility"] = weight
         out["prediction"] = prediction
         return out
 

@@ -60,6 +60,30 @@ def visibility(occlusion: torch.Tensor, rest_occlusion: torch.Tensor | None) -> 
     return torch.where(occlusion >= rest_occlusion, torch.ones_like(ratio), ratio)
 
 
+def displacement(deformation: torch.Tensor) -> torch.Tensor:
+    """The dense-motion grid (B, h, w, 2) minus the identity grid: where each pixel samples the avatar,
+    relative to itself, in [-1, 1] units (align_corners=True). Zero for an avatar held still; what the
+    app's full-resolution compositor upsamples to warp the avatar at its own resolution."""
+    _, h, w, _ = deformation.shape
+    return deformation - make_coordinate_grid(h, w, deformation)
+
+
+def image_visibility(occlusion: torch.Tensor, rest_occlusion: torch.Tensor | None, size) -> torch.Tensor:
+    """`visibility` resized to the image size (H, W): the per-pixel weight of the warped avatar."""
+    weight = visibility(occlusion, rest_occlusion)
+    if tuple(weight.shape[2:]) != tuple(size):
+        weight = F.interpolate(weight, size=size, mode="bilinear", align_corners=False)
+    return weight
+
+
+def blend_visible(
+    prediction: torch.Tensor, source_image: torch.Tensor, deformation: torch.Tensor, weight: torch.Tensor
+) -> torch.Tensor:
+    """prediction + weight * (warp(avatar) - prediction), weight from `image_visibility`."""
+    warped = warp_full_resolution(source_image, deformation)
+    return prediction + weight * (warped - prediction)
+
+
 def blend_warped_source(
     prediction: torch.Tensor, source_image: torch.Tensor, deformation: torch.Tensor, occlusion: torch.Tensor | None,
     rest_occlusion: torch.Tensor | None = None,
@@ -69,8 +93,5 @@ def blend_warped_source(
     resized to the image; occlusion None: nothing to blend, the prediction is returned."""
     if occlusion is None:
         return prediction
-    weight = visibility(occlusion, rest_occlusion)
-    if weight.shape[2:] != prediction.shape[2:]:
-        weight = F.interpolate(weight, size=prediction.shape[2:], mode="bilinear", align_corners=False)
-    warped = warp_full_resolution(source_image, deformation)
-    return prediction + weight * (warped - prediction)
+    weight = image_visibility(occlusion, rest_occlusion, prediction.shape[2:])
+    return blend_visible(prediction, source_image, deformation, weight)

@@ -33,6 +33,38 @@ class SourceState:
     tensors: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Motion:
+    """Where the animated crop comes from, per pixel, as the model computed it (its warped-source blend):
+    enough to redo the warp on the avatar's full-resolution picture (reenact_app/full_resolution.py)."""
+
+    # (h, w, 2) float32: x, y offset of the sampling point from each pixel, in [-1, 1] crop units
+    # (align_corners=True), at the dense-motion resolution (a quarter of the model size). Zero at rest.
+    displacement: np.ndarray
+    # (H, W) float32 in [0, 1]: how much of the output is the warped avatar (1 wherever it is visible
+    # as it was; 0 where the decoder's output stands, and everywhere for models without the blend).
+    visibility: np.ndarray
+
+
+@dataclass
+class Animation:
+    """One animated crop (uint8 RGB at model size) and, where the engine provides it, its motion."""
+
+    image: np.ndarray
+    motion: Motion | None = None
+
+
+def motion_from_outputs(displacement: Any, visibility: Any) -> Motion:
+    """Batch-1 engine outputs (numpy or torch, any float type) -> Motion in float32 numpy."""
+
+    def array(value) -> np.ndarray:
+        if hasattr(value, "detach"):
+            value = value.detach().float().cpu().numpy()
+        return np.ascontiguousarray(np.asarray(value, np.float32))
+
+    return Motion(displacement=array(displacement)[0], visibility=array(visibility)[0, 0])
+
+
 class Engine(ABC):
     """An inference backend. Subclasses set `name` (e.g. "torch", "onnxruntime", "tensorrt") and `device`."""
 
@@ -54,6 +86,11 @@ class Engine(ABC):
     @abstractmethod
     def animate(self, source: SourceState, kp_driving: Keypoints) -> np.ndarray:
         """Returns the animated avatar, uint8 RGB HxWx3 at model size."""
+
+    def animate_with_motion(self, source: SourceState, kp_driving: Keypoints) -> Animation:
+        """`animate` plus the motion behind it. Engines that can't return it give motion None (the app
+        then pastes the upscaled crop back, as without full resolution)."""
+        return Animation(self.animate(source, kp_driving))
 
     def describe(self) -> str:
         return f"{self.name} ({self.device})"

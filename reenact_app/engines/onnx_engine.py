@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from models import ReenactModel
-from reenact_app.engines.base import Engine, Keypoints, SourceState
+from reenact_app.engines.base import Animation, Engine, Keypoints, SourceState, motion_from_outputs
 from reenact_common.errors import EngineError
 
 log = logging.getLogger(__name__)
@@ -204,19 +204,32 @@ class OnnxRuntimeEngine(Engine):
             feed[f"{prefix}_jacobian"] = np.ascontiguousarray(kp.jacobian[None], dtype=np.float32)
         return feed
 
-    def animate(self, source: SourceState, kp_driving: Keypoints) -> np.ndarray:
+    def _run_animate(self, source: SourceState, kp_driving: Keypoints, outputs: list[str]) -> list[np.ndarray]:
         session = self.sessions["animate"]
         driving = self._kp_feed(kp_driving, "kp_driving")
         if self.device != "cuda":
-            return array_to_image(session.run(["prediction"], {**source.tensors, **driving})[0])
+            return session.run(outputs, {**source.tensors, **driving})
         binding = session.io_binding()
         for key, value in source.tensors.items():
             binding.bind_ortvalue_input(key, value)
         for key, value in driving.items():
             binding.bind_cpu_input(key, value)
-        binding.bind_output("prediction", "cpu")
+        for name in outputs:
+            binding.bind_output(name, "cpu")
         session.run_with_iobinding(binding)
-        return array_to_image(binding.copy_outputs_to_cpu()[0])
+        return binding.copy_outputs_to_cpu()
+
+    def animate(self, source: SourceState, kp_driving: Keypoints) -> np.ndarray:
+        return array_to_image(self._run_animate(source, kp_driving, ["prediction"])[0])
+
+    def animate_with_motion(self, source: SourceState, kp_driving: Keypoints) -> Animation:
+        from export.onnx_export import ANIMATE_OUTPUTS
+
+        available = {output.name for output in self.sessions["animate"].get_outputs()}
+        if not available.issuperset(ANIMATE_OUTPUTS):  # an export folder from before the motion outputs
+            return Animation(self.animate(source, kp_driving))
+        prediction, displacement, visibility = self._run_animate(source, kp_driving, list(ANIMATE_OUTPUTS))
+        return Animation(array_to_image(prediction), motion_from_outputs(displacement, visibility))
 
     def close(self) -> None:
         self.sessions = {}

@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 
 from models import ReenactModel, load_checkpoint
-from reenact_app.engines.base import Engine, Keypoints, SourceState
+from reenact_app.engines.base import Animation, Engine, Keypoints, SourceState
 from reenact_common.errors import EngineError
 
 log = logging.getLogger(__name__)
@@ -325,12 +325,18 @@ class FallbackEngine(Engine):
         view = SourceState(image=source.image, keypoints=source.keypoints, tensors=tensors)
         return self._call_animate(source, view, kp_driving)
 
-    def _call_animate(self, source: SourceState, view: SourceState, kp_driving: Keypoints) -> np.ndarray:
+    def animate_with_motion(self, source: SourceState, kp_driving: Keypoints) -> Animation:
+        source = self._refresh(source)
+        tensors = {k: v for k, v in source.tensors.items() if k != "_engine"}
+        view = SourceState(image=source.image, keypoints=source.keypoints, tensors=tensors)
+        return self._call_animate(source, view, kp_driving, "animate_with_motion")
+
+    def _call_animate(self, source: SourceState, view: SourceState, kp_driving: Keypoints, method: str = "animate"):
         if self.exhausted is not None:
             raise self.exhausted
         while True:
             try:
-                return self.active.animate(view, kp_driving)
+                return getattr(self.active, method)(view, kp_driving)
             except EngineError:
                 raise
             except Exception as exc:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from models import ReenactModel
-from reenact_app.engines.base import Keypoints, SourceState
+from reenact_app.engines.base import Animation, Keypoints, SourceState, motion_from_outputs
 from reenact_app.engines.torch_engine import TorchEngine, to_image, to_tensor
 
 log = logging.getLogger(__name__)
@@ -48,10 +48,22 @@ class TensorRTEngine(TorchEngine):
             jacobian=outputs[1][0].float().cpu().numpy() if self.jacobian else None,
         )
 
-    @torch.inference_mode()
-    def animate(self, source: SourceState, kp_driving: Keypoints) -> np.ndarray:
+    def _run_animate(self, source: SourceState, kp_driving: Keypoints) -> tuple:
+        """The compiled AnimatePart's outputs: (prediction, displacement, visibility); a module compiled
+        before the motion outputs returns the prediction alone, given back as (prediction,)."""
         from export.onnx_export import avatar_names
 
         avatar = [source.tensors[name] for name in avatar_names(self.model.generator.warped_source_blend)]
-        prediction = self.compiled["animate"](*avatar, *self._kp_args(source.keypoints), *self._kp_args(kp_driving))
-        return to_image(prediction)
+        outputs = self.compiled["animate"](*avatar, *self._kp_args(source.keypoints), *self._kp_args(kp_driving))
+        return tuple(outputs) if isinstance(outputs, (tuple, list)) else (outputs,)
+
+    @torch.inference_mode()
+    def animate(self, source: SourceState, kp_driving: Keypoints) -> np.ndarray:
+        return to_image(self._run_animate(source, kp_driving)[0])
+
+    @torch.inference_mode()
+    def animate_with_motion(self, source: SourceState, kp_driving: Keypoints) -> Animation:
+        outputs = self._run_animate(source, kp_driving)
+        if len(outputs) < 3:
+            return Animation(to_image(outputs[0]))
+        return Animation(to_image(outputs[0]), motion_from_outputs(outputs[1], outputs[2]))

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from models import ReenactModel
-from reenact_app.engines.base import Engine, Keypoints, SourceState
+from reenact_app.engines.base import Animation, Engine, Keypoints, SourceState, motion_from_outputs
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,11 @@ class TorchEngine(Engine):
     def animate(self, source: SourceState, kp_driving: Keypoints) -> np.ndarray:
         out = self._animate(source.tensors, self._kp_tensors(kp_driving))
         return to_image(out["prediction"])
+
+    @torch.inference_mode()
+    def animate_with_motion(self, source: SourceState, kp_driving: Keypoints) -> Animation:
+        out = self._animate(source.tensors, self._kp_tensors(kp_driving))
+        return Animation(to_image(out["prediction"]), motion_from_outputs(out["displacement"], out["visibility"]))
 
     def close(self) -> None:
         if self._device.type == "cuda":
