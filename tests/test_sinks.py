@@ -94,6 +94,40 @@ def test_fake_device_vanishing_raises_and_closes(frames):
     assert not cam.is_open
 
 
+def test_steady_camera_repeats_the_last_frame_at_its_rate_when_frames_come_slower(frames):
+    """Frames written at 5 fps into a 40 fps steady camera: the device gets 40 frames a second (the newest
+    one repeated), every written frame in order, no gap. A short real-time run: counts, not timings."""
+    FakeVirtualCameraBackend.keep = 1000
+    cam = VirtualCamera(VirtualCameraConfig(320, 240, 40, backend="reenact-fake", steady=True))
+    written = frames[:6]
+    start = time.monotonic()
+    for f in written:
+        cam.write(f)
+        time.sleep(0.2)
+    elapsed = time.monotonic() - start
+    fake = FakeVirtualCameraBackend.instances[-1]
+    received = list(fake.frames)
+    cam.close()
+    expected = elapsed * 40
+    assert 0.75 * expected <= len(received) <= expected + 3, (len(received), expected)
+    assert cam.frames_repeated >= len(received) - len(written) - cam.slots_missed
+    boxed = [letterbox(f, 320, 240) for f in written]
+    order = [next(i for i, b in enumerate(boxed) if np.array_equal(r, b)) for r in received]
+    assert order == sorted(order) and set(order) == set(range(len(written)))  # each frame, in order
+    assert fake.closed
+
+
+def test_steady_camera_reports_a_vanished_device_on_the_next_write(frames):
+    FakeVirtualCameraBackend.fail_after = 3
+    cam = VirtualCamera(VirtualCameraConfig(320, 240, 50, backend="reenact-fake", steady=True))
+    cam.write(frames[0])
+    time.sleep(0.3)  # the sender's 4th send fails
+    with pytest.raises(VirtualCameraError, match="stopped accepting frames"):
+        cam.write(frames[1])
+    assert not cam.is_open
+    cam.close()
+
+
 def test_letterbox_keeps_aspect():
     img = np.full((100, 200, 3), 255, np.uint8)
     out = letterbox(img, 640, 480)

@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     vcam = None
     if args.virtual_camera:
         w, h = args.vcam_size
-        vcam = VirtualCamera(VirtualCameraConfig(w, h, fps, device=args.vcam_device))
+        vcam = VirtualCamera(VirtualCameraConfig(w, h, fps, device=args.vcam_device, steady=True))
         try:
             pipe.add_sink(vcam)
             print(f"virtual camera: {vcam.device} ({w}x{h})")

@@ -42,7 +42,7 @@ class OutputsMixin:
             return
         w, h = parse_resolution(self.settings.output_resolution) or (640, 480)
         fps = self._source.fps if self._source is not None and self._source.fps else 30.0
-        sink = GatedSink(VirtualCamera(VirtualCameraConfig(w, h, fps, backend=self.vcam_backend)))
+        sink = GatedSink(VirtualCamera(VirtualCameraConfig(w, h, fps, backend=self.vcam_backend, steady=True)))
         try:
             self._pipeline.add_sink(sink)
         except VirtualCameraError as exc:

@@ -1,6 +1,9 @@
 """Virtual camera output through pyvirtualcam (what Zoom, Meet, Teams... see as a webcam).
 
 The frame is letterboxed to a fixed size (apps expect a constant resolution) and sent as RGB.
+With `steady` (what live calls use) a sender thread sends the newest frame at the camera's rate,
+repeating it while the model is slower, so the call sees a steady frame rate and never a gap; a frame
+written faster than the rate replaces the one waiting (the newest wins), as the recorder's pacing does.
 Linux needs the v4l2loopback kernel module; Windows and macOS need OBS Studio's virtual camera.
 When the driver is missing, `open()` raises VirtualCameraError with exactly what to run; the preview
 keeps going.
@@ -15,7 +18,9 @@ from __future__ import annotations
 import logging
 import platform
 import threading
+import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -58,6 +63,9 @@ class VirtualCameraConfig:
     device: str | None = None  # e.g. /dev/video10; None = first loopback device
     backend: str | None = None  # pyvirtualcam backend; None = the platform's real one; "reenact-fake" in tests
     mirror: bool = False  # apps usually mirror the local preview themselves; leave off
+    # True: a sender thread sends the newest frame every 1/fps s (live calls: a steady rate even when
+    # the model is slower, the last frame repeated); False: one frame sent per write (tests, offline).
+    steady: bool = False
 
 
 def default_backend() -> str:
@@ -69,11 +77,19 @@ class VirtualCamera(Sink):
 
     name = "virtual camera"
 
-    def __init__(self, config: VirtualCameraConfig | None = None):
+    def __init__(self, config: VirtualCameraConfig | None = None, clock: Callable[[], float] = time.monotonic):
         self.config = config or VirtualCameraConfig()
         self._cam = None
         self.frames_sent = 0
+        self.frames_repeated = 0  # steady: sends of a frame already sent (the model was slower)
+        self.slots_missed = 0  # steady: frame slots skipped because the sender itself was stalled
         self.device: str | None = None
+        self._clock = clock
+        self._latest: np.ndarray | None = None
+        self._latest_lock = threading.Lock()
+        self._sender: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._error: str | None = None
 
     @property
     def is_open(self) -> bool:
@@ -109,29 +125,84 @@ class VirtualCamera(Sink):
         log.info("virtual camera started: %s (%dx%d @ %.0f fps)", self.device, c.width, c.height, c.fps)
 
     def write(self, image: np.ndarray, driving: np.ndarray | None = None) -> None:
+        if self._error is not None:
+            raise VirtualCameraError(self._error)
         if self._cam is None:
             self.open()
         frame = letterbox(image, self.config.width, self.config.height)
         if self.config.mirror:
             frame = frame[:, ::-1]
+        frame = np.ascontiguousarray(frame)
+        if not self.config.steady:
+            self._send(frame)
+            return
+        if frame is image:
+            frame = frame.copy()  # the caller may reuse its buffer while the sender still holds this one
+        with self._latest_lock:
+            self._latest = frame
+        if self._sender is None:
+            self._stop.clear()
+            self._sender = threading.Thread(target=self._send_steadily, name="reenact-vcam", daemon=True)
+            self._sender.start()
+
+    def _send(self, frame: np.ndarray) -> None:
         try:
-            self._cam.send(np.ascontiguousarray(frame))
+            self._cam.send(frame)
         except Exception as exc:  # noqa: BLE001 - device unplugged / module removed mid-stream
-            self.close()
-            raise VirtualCameraError(
+            self._error = (
                 f"Virtual camera {self.device} stopped accepting frames ({exc}); start it again once the "
                 "device is back."
-            ) from exc
+            )
+            self._close_camera()
+            raise VirtualCameraError(self._error) from exc
+        self._error = None
         self.frames_sent += 1
 
+    def _send_steadily(self) -> None:
+        """Sender thread: the newest frame at every 1/fps slot. A stall longer than a slot (the machine
+        busy) skips the missed slots instead of sending a burst; a send failure is reported by the next
+        write()."""
+        period = 1.0 / max(1e-3, self.config.fps)
+        due = self._clock()
+        last_sent = None
+        while not self._stop.is_set():
+            wait = due - self._clock()
+            if wait > 0 and self._stop.wait(wait):
+                break
+            with self._latest_lock:
+                frame = self._latest
+            try:
+                self._send(frame)
+            except VirtualCameraError:
+                log.error(self._error)
+                return
+            if frame is last_sent:
+                self.frames_repeated += 1
+            last_sent = frame
+            due += period
+            behind = self._clock() - due
+            if behind > period:
+                missed = int(behind / period)
+                self.slots_missed += missed
+                due += missed * period
+
     def close(self) -> None:
+        sender, self._sender = self._sender, None
+        if sender is not None:
+            self._stop.set()
+            if sender is not threading.current_thread():
+                sender.join(5.0)
+        self._close_camera()
+
+    def _close_camera(self) -> None:
         cam, self._cam = self._cam, None
         if cam is not None:
             try:
                 cam.close()
             except Exception:  # noqa: BLE001
                 log.debug("virtual camera close failed", exc_info=True)
-            log.info("virtual camera stopped after %d frames", self.frames_sent)
+            log.info("virtual camera stopped after %d frames (%d repeats, %d slots missed)", self.frames_sent,
+                     self.frames_repeated, self.slots_missed)
 
 
 class FakeVirtualCameraBackend:
