@@ -48,7 +48,7 @@ def test_wheel_contains_packages_assets_and_entry_points(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     missing = [p for p in PACKAGES if p not in names] + [f"{DATA}/{a}" for a in ASSETS if f"{DATA}/{a}" not in names]
     assert not missing, missing
-    assert not any(n.startswith(("tests/", "benchmarks/", "assets/")) for n in names)  # assets only as data files
+    assert not any(n.startswith(("tests/", "benchmarks/", "experiments/", "assets/")) for n in names)  # assets only as data files
     weights = zipfile.ZipFile(wheel).getinfo(f"{DATA}/weights/default.safetensors")
     assert weights.file_size > 10**6  # the real weights, not a Git LFS pointer
     entry = zipfile.ZipFile(wheel).read(f"reenact-{__version__}.dist-info/entry_points.txt").decode()
