@@ -3,7 +3,7 @@
     python -m benchmarks.bench_engines [--presets fomm-vox256 paper-rt] [--frames 12] [--out FILE]
 
 Writes benchmarks/results/engines-<host>-<date>.json and prints the table (see
-reenact_app/engines/benchmark.py for how and why the timing is interleaved).
+reenact_app/benchmarking.py for how and why the timing is interleaved).
 """
 
 from __future__ import annotations
