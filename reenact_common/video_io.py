@@ -8,8 +8,8 @@ the fallback is OpenCV's mp4v. Every failure is a MediaError that says which fil
 
 from __future__ import annotations
 
+import errno
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -110,19 +110,38 @@ def read_frames(path: str | Path, max_frames: int | None = None) -> list[np.ndar
     return list(iter_frames(path, max_frames))
 
 
-def check_writable(path: str | Path) -> Path:
-    """Fail before any work if the output can't be written (missing folder, no permission, a directory)."""
+def check_writable(path: str | Path, suffix: str | None = ".mp4", create_folder: bool = False) -> Path:
+    """Fail before any work if the output can't be written: a missing folder (made instead with
+    create_folder), a directory, no permission, a read-only or virtual file system (/proc), a name too
+    long. Permission bits don't tell (root passes `os.access` everywhere), so it opens the file for
+    appending and removes it again if it was new. suffix=None: any file name."""
     path = Path(path)
-    if path.is_dir():
-        raise MediaError(f"output {path} is a directory: give a file name such as {path / 'out.mp4'}")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise MediaError(f"can't write {path}: folder {parent} does not exist (create it first)")
-    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise MediaError(f"can't write {path}: permission denied")
-    if path.suffix.lower() != ".mp4":
-        raise MediaError(f"output {path} must end in .mp4")
+    try:
+        if create_folder:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            raise MediaError(f"output {path} is a directory: give a file name such as {path / 'out.mp4'}")
+        parent = path.parent
+        if not parent.is_dir():
+            problem = "is a file, not a folder" if parent.exists() else "does not exist (create it first)"
+            raise MediaError(f"can't write {path}: {parent} {problem}")
+        if suffix and path.suffix.lower() != suffix:
+            raise MediaError(f"output {path} must end in {suffix}")
+        existed = path.exists()
+        with open(path, "ab"):
+            pass
+        if not existed:
+            path.unlink()
+    except OSError as exc:  # EACCES, EROFS, ENAMETOOLONG, ENOENT on /proc...: one line, no traceback
+        reason = "the folder takes no new files" if exc.errno == errno.ENOENT else (exc.strerror or str(exc)).lower()
+        raise MediaError(f"can't write {path}: {reason} (choose another output path)") from exc
     return path
+
+
+def _first_line(exc: BaseException) -> str:
+    """imageio-ffmpeg's errors carry ffmpeg's whole command line and log; the user needs the first line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 
 class VideoWriter:
@@ -170,7 +189,7 @@ class VideoWriter:
         try:
             writer.send(None)  # starts ffmpeg; fails here if the codec is missing
         except Exception as exc:
-            log.warning("ffmpeg H.264 writer unavailable (%s): falling back to mp4v", exc)
+            log.warning("ffmpeg H.264 writer unavailable (%s): falling back to mp4v", _first_line(exc))
             return None
         self.codec = "h264"
         return writer
@@ -197,7 +216,7 @@ class VideoWriter:
 
                 self._cv.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
         except (OSError, BrokenPipeError) as exc:
-            raise MediaError(f"writing {self.path} failed: {exc} (disk full?)") from exc
+            raise MediaError(f"writing {self.path} failed: {_first_line(exc)} (disk full?)") from exc
         self.frames += 1
 
     def close(self) -> None:
@@ -206,7 +225,7 @@ class VideoWriter:
             try:
                 writer.close()
             except Exception as exc:
-                raise MediaError(f"finishing {self.path} failed: {exc}") from exc
+                raise MediaError(f"finishing {self.path} failed: {_first_line(exc)}") from exc
         if self._cv is not None:
             self._cv.release()
             self._cv = None

@@ -37,8 +37,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from reenact_common.errors import MediaError
+    from reenact_common.video_io import check_writable
     from training.evaluate import evaluate
 
+    check_writable(args.json_out, suffix=None, create_folder=True)  # before the evaluation, not after
     if args.threads:
         import torch
 

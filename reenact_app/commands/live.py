@@ -71,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
     avatar = load_avatar_image(args.avatar)
     if args.record:
         check_writable(args.record)  # fail before loading the model
+    if args.stats_json:
+        check_writable(args.stats_json, suffix=None, create_folder=True)
     cw, ch = args.camera_size
     source = open_source(args.driving, loop=args.loop, realtime=not args.fast, width=cw, height=ch)
     tracker = TrackerConfig(align_roll=args.align_roll)
