@@ -36,9 +36,10 @@ import numpy as np
 
 from reenact_app.capture import Frame, FrameSource
 from reenact_app.compositor import blend, letterbox
-from reenact_app.engines.base import Engine, Keypoints
+from reenact_app.engines.base import Animation, Engine, Keypoints
 from reenact_common.errors import ReenactError
 from reenact_app.filters import OneEuroConfig, OneEuroFilter
+from reenact_app.full_resolution import FullResolutionCompositor, FullResolutionConfig
 from reenact_app.session import AnimationSession, MotionSettings
 from reenact_app.sinks import Sink
 from reenact_app.tracking import AvatarCrop, CropBox, FaceTracker, TrackerConfig, prepare_avatar
@@ -57,6 +58,10 @@ class PipelineConfig:
     paste_back: bool = True  # output = animated crop blended into the full avatar picture
     feather: float = 0.12  # paste-back mask edge, fraction of the crop
     max_avatar_side: int = 1280  # the full avatar picture is downscaled to this for paste-back output
+    # Paste-back at the avatar picture's own resolution: where the avatar is visible its own pixels are
+    # warped by the model's motion instead of upscaling the 256 px crop (reenact_app/full_resolution.py).
+    full_resolution: bool = True
+    max_crop_side: int = 1024  # full resolution: the face box is worked at most this many pixels wide
     output_size: tuple[int, int] | None = None  # (w, h) letterbox of the output; None = natural size
     mirror: bool = False  # flip the driving frame (selfie view)
     hold_timeout: float = 1.0  # seconds to hold the last output when the face is lost
@@ -204,6 +209,33 @@ class _Avatar:
         self.source = AvatarCrop(image, crop, box, box.matrix(size), av.face_found, av.message, av.num_faces)
         self.crop = crop
         self.neutral_full = image
+        self._full: FullResolutionCompositor | None = None
+
+    def full_resolution(self, config: FullResolutionConfig) -> FullResolutionCompositor:
+        """The full-resolution compositor, built on first use and again when its settings change."""
+        if self._full is None or self._full.config != config:
+            self._full = FullResolutionCompositor(self.neutral_full, self.source.box, self.crop.shape[0], config)
+        return self._full
+
+    def prepare(self, cfg: "PipelineConfig") -> None:
+        """Build the full-resolution maps now (avatar switch), not on the first live frame."""
+        if cfg.paste_back and cfg.full_resolution:
+            self.full_resolution(FullResolutionConfig(cfg.max_crop_side, cfg.feather))
+
+    def compose(self, animation: Animation, cfg: "PipelineConfig") -> np.ndarray:
+        """The output picture: the full avatar picture with the animated face, or the crop alone."""
+        if not cfg.paste_back:
+            return animation.image
+        if cfg.full_resolution:
+            return self.full_resolution(FullResolutionConfig(cfg.max_crop_side, cfg.feather)).compose(animation)
+        return self.source.paste_back(animation.image, cfg.feather)
+
+    def neutral(self, cfg: "PipelineConfig") -> np.ndarray:
+        if not cfg.paste_back:
+            return self.crop
+        if cfg.full_resolution:
+            return self.full_resolution(FullResolutionConfig(cfg.max_crop_side, cfg.feather)).image
+        return self.neutral_full
 
 
 class LivePipeline:
@@ -262,6 +294,7 @@ class LivePipeline:
         def apply() -> None:
             new = _Avatar(avatar, self.engine.image_size, self.config.max_avatar_side)
             self.session.set_avatar(new.crop)  # encode first: if the engine fails, the old avatar stays whole
+            new.prepare(self.config)
             self._avatar = new
             self._reset_motion_filters()
             if avatar.message:
@@ -333,7 +366,7 @@ class LivePipeline:
         self._submit(self.tracker.redetect)
 
     def set_options(self, **changes) -> None:
-        """paste_back, feather, mirror, output_size, hold_timeout, fade_duration."""
+        """paste_back, full_resolution, max_crop_side, feather, mirror, output_size, hold_timeout, fade_duration."""
 
         def apply() -> None:
             for k, v in changes.items():
@@ -497,7 +530,8 @@ class LivePipeline:
                 kp = self._smooth_keypoints(self.session.driving_keypoints(res.crop), frame.media_time)
                 ms["keypoints"] = (time.perf_counter() - t) * 1000.0
                 t = time.perf_counter()
-                crop_out = self.engine.animate(self.session.source, kp)
+                animation = self.engine.animate_with_motion(self.session.source, kp)
+                crop_out = animation.image
                 ms["generate"] = (time.perf_counter() - t) * 1000.0
             except Exception as exc:  # noqa: BLE001 - e.g. CUDA OOM: hold the output, tell the owner
                 self.stats.errors += 1
@@ -508,7 +542,7 @@ class LivePipeline:
                 crop_out = None
             t = time.perf_counter()
             if crop_out is not None:
-                output = self._avatar.source.paste_back(crop_out, cfg.feather) if cfg.paste_back else crop_out
+                output = self._avatar.compose(animation, cfg)
                 self._last_live = output
                 self._last_face_time = frame.captured_at
                 self._fade_from = None
@@ -533,7 +567,7 @@ class LivePipeline:
     def _neutral(self) -> np.ndarray | None:
         if self._avatar is None:
             return self._last_driving
-        return self._avatar.neutral_full if self.config.paste_back else self._avatar.crop
+        return self._avatar.neutral(self.config)
 
     def _held_output(self, now: float, why: str) -> tuple[np.ndarray, str]:
         """Hold the last live output, then fade to the neutral avatar."""

@@ -180,3 +180,29 @@ def test_fallback_engine_passes_the_motion_through_a_switch(torch_engine, large_
     result = engine.animate_with_motion(source, source.keypoints)
     assert engine.active is torch_engine and "switched" in engine.notice
     assert result.motion is not None and (result.motion.visibility == 1.0).all()
+
+
+# -- the live pipeline: the preview, virtual camera and recorder get the full-resolution frames ---------
+def _pipeline_outputs(engine, avatar, clips_dir, full_resolution: bool) -> list[np.ndarray]:
+    from reenact_app.capture import VideoFileSource
+    from reenact_app.pipeline import LivePipeline, PipelineConfig
+    from reenact_app.sinks import CallbackSink
+
+    sent = []
+    source = VideoFileSource(clips_dir / "KwaiVGI+LivePortrait/assets/examples/driving/d0.mp4", realtime=False)
+    config = PipelineConfig(max_frames=6, full_resolution=full_resolution)
+    with LivePipeline(source, engine, avatar, config, sinks=[CallbackSink(lambda image, _: sent.append(image))]) as pipe:
+        assert pipe.wait(frames=6, timeout=120)
+    return sent[1:]  # the first frame is the calibration reference
+
+
+def test_pipeline_sends_full_resolution_frames_to_its_sinks(torch_engine, large_avatar, clips_dir):
+    full = _pipeline_outputs(torch_engine, large_avatar, clips_dir, True)
+    plain = _pipeline_outputs(torch_engine, large_avatar, clips_dir, False)
+    assert all(frame.shape == large_avatar.image.shape for frame in full + plain)
+    x0, y0, x1, y1 = (int(v) for v in large_avatar.box.xyxy())
+    face = (slice(max(0, y0), y1), slice(max(0, x0), x1))
+    own = _laplacian_variance(large_avatar.image[face])
+    for ours, theirs in zip(full, plain):
+        assert _laplacian_variance(ours[face]) > 0.8 * own  # the target: at least 80 % of the avatar's own
+        assert _laplacian_variance(ours[face]) > 1.5 * _laplacian_variance(theirs[face])
