@@ -41,8 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """argv None: run as the program (`reenact ...`), which owns its process, so the native libraries'
+    start-up chatter is filtered off stderr unless --verbose (see reenact_app.native_stderr)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if argv is None and not args.verbose:
+        from reenact_app import native_stderr
+
+        native_stderr.install()  # before logging binds its handler to sys.stderr
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
