@@ -68,10 +68,28 @@ print("PARAMS", sum(model.parameter_count().values()))
 """
 
 
+def _current_site_dirs() -> list[str]:
+    """The site-packages folders this interpreter imports from (a venv's, the user's or the system's).
+    `venv --system-site-packages` would show the *base* interpreter's instead, which has none of the
+    dependencies when the tests run inside a virtual environment."""
+    return [p for p in sys.path if Path(p).name in ("site-packages", "dist-packages") and Path(p).is_dir()]
+
+
+def _venv_with_current_dependencies(venv: Path, cwd: Path) -> Path:
+    """A bare venv that also sees the current environment's packages (torch...) after its own, so the
+    wheel installed into it is what `import models` finds. Returns its python."""
+    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd)
+    py = venv / "bin" / "python"
+    own = _run([str(py), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], cwd).stdout.strip()
+    # plain folders (no `import` lines): the current environment's .pth hooks, e.g. an editable install of
+    # this repository, stay out, so they can't shadow the wheel
+    (Path(own) / "current_environment.pth").write_text("\n".join(_current_site_dirs()) + "\n")
+    return py
+
+
 def test_installed_wheel_works_outside_the_repo(wheel, tmp_path):
     venv = tmp_path / "venv env ü"  # a prefix with a space and a non-ASCII character
-    _run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], tmp_path)
-    py = venv / "bin" / "python"
+    py = _venv_with_current_dependencies(venv, tmp_path)
     _run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "--no-index", str(wheel)], tmp_path)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
