@@ -206,3 +206,29 @@ def test_pipeline_sends_full_resolution_frames_to_its_sinks(torch_engine, large_
     for ours, theirs in zip(full, plain):
         assert _laplacian_variance(ours[face]) > 0.8 * own  # the target: at least 80 % of the avatar's own
         assert _laplacian_variance(ours[face]) > 1.5 * _laplacian_variance(theirs[face])
+
+
+def test_cli_animate_full_frame_writes_the_avatar_picture_at_its_resolution(large_avatar, clips_dir, tmp_path,
+                                                                             monkeypatch, capsys):
+    from reenact_app.cli import main
+
+    monkeypatch.setenv("REENACT_CACHE", str(tmp_path / "cache"))
+    avatar = tmp_path / "large.png"
+    cv2.imwrite(str(avatar), cv2.cvtColor(large_avatar.image[:, :1000], cv2.COLOR_RGB2BGR))  # 1000 x 1024
+    out = tmp_path / "full.mp4"
+    code = main(["animate", "--avatar", str(avatar), "--driving", str(clips_dir / "wyhsirius+LIA/data/vox/driving2.mp4"),
+                 "-o", str(out), "--full-frame", "--max-frames", "4", "--engine", "torch-cpu", "--no-progress"])
+    assert code == 0 and "1000x1024" in capsys.readouterr().out
+    capture = cv2.VideoCapture(str(out))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    assert len(frames) == 4 and frames[0].shape == (1024, 1000, 3)
+    code = main(["animate", "--avatar", str(avatar), "--driving", str(clips_dir / "wyhsirius+LIA/data/vox/driving2.mp4"),
+                 "-o", str(tmp_path / "capped.mp4"), "--full-frame", "--max-side", "640", "--max-frames", "2",
+                 "--engine", "torch-cpu", "--no-progress"])
+    assert code == 0 and "624x640" in capsys.readouterr().out  # long side capped, sides even

@@ -37,6 +37,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="crop faces with the face tracker (default); --no-crop uses the centre square")
     p.add_argument("--size", type=int, help="model image size (default: the checkpoint's; must match it)")
     p.add_argument("--max-frames", type=int, help="stop after this many driving frames")
+    p.add_argument("--full-frame", action="store_true",
+                   help="write the whole avatar picture, animated at its own resolution (the model's crop is "
+                   "256 px; where the avatar is visible its own pixels are warped), instead of the model's crop")
+    p.add_argument("--max-side", type=int, default=1280, metavar="PX",
+                   help="with --full-frame: cap the picture's long side at this many pixels (default 1280)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for inference (0: all available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -67,21 +72,25 @@ def run(args: argparse.Namespace) -> int:
     log.info("engine %s, %s crops, driving %s (%d frames at %.2f fps)", engine.describe(), croppers.kind,
              info.path, info.frame_count, info.fps)
 
+    full_frame = _full_frame(args, engine, avatar, size, croppers.kind == "face tracker")
+    if full_frame is not None:
+        engine, compositor = full_frame
     session = AnimationSession(engine, MotionSettings(relative=args.relative, adapt_scale=args.adapt_scale))
     session.set_avatar(croppers.avatar(avatar))
     times = StageTimes()
     total = min(info.frame_count, args.max_frames) if args.max_frames and info.frame_count else (
         args.max_frames or info.frame_count or None)
+    out_size = (compositor.image.shape[1], compositor.image.shape[0]) if full_frame else (size, size)
     start = time.perf_counter()
     driven = None
     try:
-        with VideoWriter(args.output, info.fps, (size, size)) as writer:
+        with VideoWriter(args.output, info.fps, out_size) as writer:
             driven = drive(session, croppers, iter_frames(args.driving, args.max_frames), info.fps, times)
             progress = tqdm(total=total, unit="frame", disable=args.no_progress, desc="animate")
             noticed = False
             for frame in driven:
                 t0 = time.perf_counter()
-                writer.write(frame.output)
+                writer.write(compositor.compose(engine.last) if full_frame else frame.output)
                 times.encode += time.perf_counter() - t0
                 progress.update(1)
                 if engine.notice and not noticed:
@@ -95,6 +104,21 @@ def run(args: argparse.Namespace) -> int:
         engine.close()
     wall = time.perf_counter() - start
     log.info(times.summary(wall))
-    print(f"wrote {args.output} ({writer.codec}, {times.frames} frames, {size}x{size}, {info.fps:.2f} fps); "
+    print(f"wrote {args.output} ({writer.codec}, {times.frames} frames, {out_size[0]}x{out_size[1]}, {info.fps:.2f} fps); "
           f"{times.summary(wall)}; peak RSS {peak_rss_mb():.0f} MB")
     return 0
+
+def _full_frame(args: argparse.Namespace, engine, avatar, size: int, tracked: bool):
+    """--full-frame: (the engine wrapped to keep each frame's motion, the compositor), else None."""
+    if not args.full_frame:
+        return None
+    from reenact_app.full_resolution import MotionTap, full_frame_compositor
+
+    if not 64 <= args.max_side <= 8192:
+        from reenact_common.errors import ConfigError
+
+        raise ConfigError(f"--max-side must be 64..8192 pixels, got {args.max_side}")
+    compositor = full_frame_compositor(avatar, size, tracked, args.max_side)
+    log.info("full frame: %dx%d, face box %.0f px", compositor.image.shape[1], compositor.image.shape[0],
+             compositor.box.size)
+    return MotionTap(engine), compositor

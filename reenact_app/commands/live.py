@@ -48,6 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--absolute", action="store_true", help="absolute keypoints instead of relative motion")
     p.add_argument("--no-adapt-scale", action="store_true", help="don't scale motion by face-size ratio")
     p.add_argument("--no-paste-back", action="store_true", help="output the animated crop only")
+    p.add_argument("--no-full-resolution", action="store_true",
+                   help="paste the model's 256 px crop back upscaled instead of warping the avatar picture at its "
+                   "own resolution (cheaper on very large avatars, softer)")
     p.add_argument("--no-smoothing", action="store_true", help="disable crop and keypoint smoothing")
     p.add_argument("--margin", type=float, help="crop margin around the face (default 0.45)")
     p.add_argument("--align-roll", action="store_true", help="level the eye line in the driving crop")
@@ -82,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         tracker=tracker,
         motion=MotionSettings(relative=not args.absolute, adapt_scale=not args.no_adapt_scale),
         paste_back=not args.no_paste_back,
+        full_resolution=not args.no_full_resolution,
         mirror=args.mirror,
         max_frames=args.frames,
     )
