@@ -182,6 +182,7 @@ def test_toggle_options_reach_the_pipeline(running):
     p = c.pipeline
     ctl = w.controls
     ctl._widgets["mirror"].click()  # the checkbox, as a user would
+    ctl._widgets["full_resolution"].click()
     QTest.keyClick(w, Qt.Key.Key_P)  # paste-back off: the output becomes the model-size crop
     QTest.keyClick(w, Qt.Key.Key_F)  # freeze crop
     QTest.keyClick(w, Qt.Key.Key_K)  # keypoints overlay
@@ -192,6 +193,7 @@ def test_toggle_options_reach_the_pipeline(running):
     s = c.settings
     assert (s.mirror, s.paste_back, s.freeze_crop, s.show_keypoints, s.relative) == (False, False, True, True, False)
     assert (p.config.mirror, p.config.paste_back, p.tracker.frozen, p.session.settings.relative) == (False, False, True, False)
+    assert not s.full_resolution and not p.config.full_resolution
     assert p.tracker.config.margin == 0.5 and abs(p.config.keypoint_smoothing.min_cutoff - 1.5 * 0.5 / 0.8) < 1e-6
     assert w.preview.pip.show_keypoints
     size = p.engine.image_size
@@ -200,8 +202,10 @@ def test_toggle_options_reach_the_pipeline(running):
     for key in (Qt.Key.Key_P, Qt.Key.Key_F, Qt.Key.Key_K, Qt.Key.Key_A):
         QTest.keyClick(w, key)
     ctl._widgets["mirror"].click()
+    ctl._widgets["full_resolution"].click()
     frames_after(app, c, 3)
     assert (p.config.mirror, p.config.paste_back, p.tracker.frozen, p.session.settings.relative) == (True, True, False, True)
+    assert p.config.full_resolution and w.controls._widgets["full_resolution"].isChecked()
     assert w.controls._widgets["paste_back"].isChecked()
     wait_until(app, lambda: w.preview.main.image.width() != size, 10, "pasted-back output")
 

@@ -542,7 +542,7 @@ class AppController(OutputsMixin, QObject):
             p.update_tracker(margin=s.crop_margin)
         elif name == "freeze_crop" and p is not None:
             p.freeze_crop(bool(value))
-        elif name in ("mirror", "paste_back") and p is not None:
+        elif name in ("mirror", "paste_back", "full_resolution") and p is not None:
             p.set_options(**{name: bool(value)})
         elif name in ("engine", "avatar_detail"):
             self.bridge.submit("Building engine", self._load_engine)

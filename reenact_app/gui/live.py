@@ -40,7 +40,7 @@ def smoothing_configs(strength: float) -> tuple[OneEuroConfig, OneEuroConfig]:
 
 def pipeline_options(s: AppSettings) -> dict:
     """The PipelineConfig fields that mirror AppSettings."""
-    return {"mirror": s.mirror, "paste_back": s.paste_back}
+    return {"mirror": s.mirror, "paste_back": s.paste_back, "full_resolution": s.full_resolution}
 
 
 class SwitchableSource(FrameSource):

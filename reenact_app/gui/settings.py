@@ -41,6 +41,7 @@ class AppSettings:
     freeze_crop: bool = False
     mirror: bool = True
     paste_back: bool = True
+    full_resolution: bool = True  # paste back at the avatar picture's own resolution (sharper face)
     show_keypoints: bool = False
     output_resolution: str = "640x480"
     engine: str = "auto"

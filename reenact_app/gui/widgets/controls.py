@@ -164,6 +164,9 @@ class ControlsPanel(QWidget):
         group = QGroupBox("Output")
         form = QFormLayout(group)
         form.addRow(self._check("paste_back", "Paste back into portrait (P)", "Blend the animated face back into the whole avatar picture"))
+        form.addRow(self._check("full_resolution", "Full resolution",
+                                "Show the avatar's own pixels, moved, wherever the model sees them, at the picture's "
+                                "resolution (off: the model's 256 px face upscaled, softer)"))
         form.addRow(self._check("show_keypoints", "Show keypoints (K)", "Draw the tracked landmarks on the driving view"))
         form.addRow("Resolution", self._combo("output_resolution", [(r, r) for r in OUTPUT_RESOLUTIONS], "Virtual camera and recording size"))
         form.addRow(self._check("record_side_by_side", "Record driver side by side", "Recordings show the driving video next to the avatar"))
@@ -227,8 +230,8 @@ class ControlsPanel(QWidget):
         for w in list(self._widgets.values()) + [self.relative_radio, self.absolute_radio]:
             w.blockSignals(True)
         try:
-            for name in ("adapt_scale", "freeze_crop", "mirror", "paste_back", "show_keypoints", "record_side_by_side",
-                         "avatar_detail"):
+            for name in ("adapt_scale", "freeze_crop", "mirror", "paste_back", "full_resolution", "show_keypoints",
+                         "record_side_by_side", "avatar_detail"):
                 self._widgets[name].setChecked(bool(getattr(s, name)))
             self.relative_radio.setChecked(s.relative)
             self.absolute_radio.setChecked(not s.relative)
