@@ -63,6 +63,16 @@ def make_croppers(crop: bool, size: int, landmarks: bool = False) -> Croppers:
     return Croppers(lambda image: prepare_avatar(image, size).crop, frame_crop, "face tracker", tracker.close)
 
 
+def avatar_landmarks(crop: np.ndarray) -> np.ndarray | None:
+    """The avatar crop's face mesh for expression retargeting; None when there is none (or no tracker)."""
+    try:
+        from reenact_app.tracking import mesh_landmarks
+    except Exception as exc:  # mediapipe broken: animate without retargeting
+        log.warning("face mesh unavailable (%s): expression retargeting off", exc)
+        return None
+    return mesh_landmarks(crop)
+
+
 @dataclass
 class StageTimes:
     """Wall time per stage, summed over frames (seconds)."""

@@ -40,9 +40,12 @@ from reenact_app.engines.base import Animation, Engine, Keypoints
 from reenact_common.errors import ReenactError
 from reenact_app.filters import OneEuroConfig, OneEuroFilter
 from reenact_app.full_resolution import FullResolutionCompositor, FullResolutionConfig
+from reenact_app.expression import ExpressionSettings
 from reenact_app.session import AnimationSession, MotionSettings
 from reenact_app.sinks import Sink
-from reenact_app.tracking import AvatarCrop, CropBox, FaceTracker, TrackerConfig, prepare_avatar
+from reenact_app.tracking import (
+    AvatarCrop, CropBox, FaceTracker, TrackerConfig, landmarks_in_crop, mesh_landmarks, prepare_avatar,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,7 @@ STAGES = ("wait", "track", "keypoints", "generate", "composite", "sinks", "total
 class PipelineConfig:
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     motion: MotionSettings = field(default_factory=MotionSettings)
+    expression: ExpressionSettings = field(default_factory=ExpressionSettings)
     # Keypoint smoothing on the (relative) driving keypoints; defaults from docs/pipeline.md.
     keypoint_smoothing: OneEuroConfig = field(default_factory=lambda: OneEuroConfig(min_cutoff=1.0, beta=5.0))
     paste_back: bool = True  # output = animated crop blended into the full avatar picture
@@ -209,6 +213,7 @@ class _Avatar:
         self.source = AvatarCrop(image, crop, box, box.matrix(size), av.face_found, av.message, av.num_faces)
         self.crop = crop
         self.neutral_full = image
+        self.landmarks = mesh_landmarks(crop)  # expression retargeting; None for faces the mesh misses
         self._full: FullResolutionCompositor | None = None
 
     def full_resolution(self, config: FullResolutionConfig) -> FullResolutionCompositor:
@@ -229,6 +234,14 @@ class _Avatar:
         if cfg.full_resolution:
             return self.full_resolution(FullResolutionConfig(cfg.max_crop_side, cfg.feather)).compose(animation)
         return self.source.paste_back(animation.image, cfg.feather)
+
+    def crop_to_output(self, cfg: "PipelineConfig") -> np.ndarray:
+        """2x3: model-crop pixels -> pixels of the picture `compose` returns."""
+        if not cfg.paste_back:
+            return np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+        if cfg.full_resolution:
+            return cv2.invertAffineTransform(self.full_resolution(FullResolutionConfig(cfg.max_crop_side, cfg.feather)).matrix)
+        return cv2.invertAffineTransform(self.source.matrix)
 
     def neutral(self, cfg: "PipelineConfig") -> np.ndarray:
         if not cfg.paste_back:
@@ -255,7 +268,7 @@ class LivePipeline:
         self.source = source
         self.engine = engine
         self.config.tracker = replace(self.config.tracker, crop_size=engine.image_size)
-        self.session = AnimationSession(engine, self.config.motion)
+        self.session = AnimationSession(engine, self.config.motion, self.config.expression)
         self.tracker = FaceTracker(self.config.tracker)
         self.sinks: list[Sink] = list(sinks or [])
         self.on_frame = on_frame
@@ -293,7 +306,8 @@ class LivePipeline:
 
         def apply() -> None:
             new = _Avatar(avatar, self.engine.image_size, self.config.max_avatar_side)
-            self.session.set_avatar(new.crop)  # encode first: if the engine fails, the old avatar stays whole
+            # encode first: if the engine fails, the old avatar stays whole
+            self.session.set_avatar(new.crop, new.landmarks)
             new.prepare(self.config)
             self._avatar = new
             self._reset_motion_filters()
@@ -308,12 +322,12 @@ class LivePipeline:
 
         def apply() -> None:
             self.engine = engine
-            self.session = AnimationSession(engine, self.config.motion)
+            self.session = AnimationSession(engine, self.config.motion, self.config.expression)
             if engine.image_size != self.config.tracker.crop_size:
                 self.tracker.update_config(crop_size=engine.image_size)
             if self._avatar is not None:
                 self._avatar = _Avatar(self._avatar.source, engine.image_size, self.config.max_avatar_side)
-                self.session.set_avatar(self._avatar.crop)
+                self.session.set_avatar(self._avatar.crop, self._avatar.landmarks)
             self._reset_motion_filters()
 
         self._submit(apply)
@@ -346,6 +360,16 @@ class LivePipeline:
     def set_motion(self, **changes) -> None:
         """relative / adapt_scale / relative_jacobian, applied live."""
         self._submit(lambda: [setattr(self.session.settings, k, v) for k, v in changes.items()])
+
+    def set_expression(self, **changes) -> None:
+        """strength / mouth / eyes of expression retargeting, applied live."""
+        updated = replace(self.config.expression, **changes)  # validates before the worker sees it
+
+        def apply() -> None:
+            self.config.expression = updated
+            self.session.expression.settings = updated
+
+        self._submit(apply)
 
     def set_keypoint_smoothing(self, config: OneEuroConfig) -> None:
         def apply() -> None:
@@ -527,7 +551,8 @@ class LivePipeline:
         elif res.face_found and res.crop is not None:
             try:
                 t = time.perf_counter()
-                kp = self._smooth_keypoints(self.session.driving_keypoints(res.crop), frame.media_time)
+                kp = self._smooth_keypoints(self.session.driving_keypoints(res.crop, landmarks_in_crop(res)),
+                                            frame.media_time)
                 ms["keypoints"] = (time.perf_counter() - t) * 1000.0
                 t = time.perf_counter()
                 animation = self.engine.animate_with_motion(self.session.source, kp)
@@ -542,7 +567,8 @@ class LivePipeline:
                 crop_out = None
             t = time.perf_counter()
             if crop_out is not None:
-                output = self._avatar.compose(animation, cfg)
+                output = self.session.finish(self._avatar.compose(animation, cfg), kp,
+                                             self._avatar.crop_to_output(cfg))
                 self._last_live = output
                 self._last_face_time = frame.captured_at
                 self._fade_from = None

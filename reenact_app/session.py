@@ -14,6 +14,7 @@ import numpy as np
 
 from models.motion import convex_hull_area
 from reenact_app.engines.base import Engine, Keypoints, SourceState
+from reenact_app.expression import ExpressionRetargeter, ExpressionSettings
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +46,12 @@ def relative_keypoints(
 class AnimationSession:
     """Drives one avatar with driving-frame crops. Not thread-safe: own it from one worker thread."""
 
-    def __init__(self, engine: Engine, settings: MotionSettings | None = None):
+    def __init__(self, engine: Engine, settings: MotionSettings | None = None,
+                 expression: ExpressionSettings | None = None):
         self.engine = engine
         self.settings = settings or MotionSettings()
+        self.expression = ExpressionRetargeter(expression)
+        self.last_keypoints: Keypoints | None = None  # of the last rendered frame
         self.source: SourceState | None = None
         self.reference: Keypoints | None = None
         self.scale = 1.0
@@ -57,21 +61,24 @@ class AnimationSession:
     def image_size(self) -> int:
         return self.engine.image_size
 
-    def set_avatar(self, crop: np.ndarray) -> None:
-        """Cache the avatar (uint8 RGB at model size); keeps the calibration reference but recomputes scale."""
+    def set_avatar(self, crop: np.ndarray, landmarks: np.ndarray | None = None) -> None:
+        """Cache the avatar (uint8 RGB at model size); keeps the calibration reference but recomputes scale.
+        `landmarks`: the avatar crop's face mesh (pixels), for expression retargeting (None: off)."""
         self.source = self.engine.encode_source(crop)
+        self.expression.set_avatar(landmarks, self.source.keypoints.value, crop.shape[0])
         if self.reference is not None:
             self.scale = self._movement_scale(self.reference)
 
-    def calibrate(self, crop: np.ndarray | None = None) -> None:
+    def calibrate(self, crop: np.ndarray | None = None, landmarks: np.ndarray | None = None) -> None:
         """Take `crop` (or the next frame given to `animate`) as the neutral reference pose."""
         if crop is None:
             self._calibrate_next = True
             return
-        self._set_reference(self.engine.detect_keypoints(crop))
+        self._set_reference(self.engine.detect_keypoints(crop), landmarks)
 
-    def _set_reference(self, kp: Keypoints) -> None:
+    def _set_reference(self, kp: Keypoints, landmarks: np.ndarray | None) -> None:
         self.reference = kp
+        self.expression.set_reference(landmarks)
         self.scale = self._movement_scale(kp)
         self._calibrate_next = False
         log.info("calibrated: movement scale %.3f", self.scale)
@@ -84,19 +91,36 @@ class AnimationSession:
             return 1.0
         return float(np.sqrt(convex_hull_area(self.source.keypoints.value) / driving_area))
 
-    def driving_keypoints(self, crop: np.ndarray) -> Keypoints:
-        """Keypoints to animate with: relative to the reference (calibrating on first use) or absolute."""
+    def driving_keypoints(self, crop: np.ndarray, landmarks: np.ndarray | None = None) -> Keypoints:
+        """Keypoints to animate with: relative to the reference (calibrating on first use) or absolute,
+        with the driver's mouth openness retargeted when `landmarks` (the crop's face mesh) are given."""
         kp = self.engine.detect_keypoints(crop)
         if self._calibrate_next or self.reference is None:
-            self._set_reference(kp)
+            self._set_reference(kp, landmarks)
+        elif self.expression.reference is None and landmarks is not None:
+            self.expression.set_reference(landmarks)  # the mesh missed the calibration frame
         if not self.settings.relative:
             return kp
         scale = self.scale if self.settings.adapt_scale else 1.0
-        return relative_keypoints(self.source.keypoints, kp, self.reference, scale, self.settings.relative_jacobian)
+        kp = relative_keypoints(self.source.keypoints, kp, self.reference, scale, self.settings.relative_jacobian)
+        return Keypoints(self.expression.adjust_keypoints(kp.value, landmarks).astype(np.float32), kp.jacobian)
+
+    def render(self, kp_driving: Keypoints) -> np.ndarray:
+        """The avatar at `kp_driving` (from `driving_keypoints`, possibly smoothed), with the eye
+        closure measured on the same frame applied."""
+        self.last_keypoints = kp_driving
+        return self.finish(self.engine.animate(self.source, kp_driving), kp_driving)
+
+    def finish(self, image: np.ndarray, kp_driving: Keypoints, crop_to_image: np.ndarray | None = None) -> np.ndarray:
+        """Expression work on the picture itself (the blink's lid warp), on the model's crop or on any
+        picture it was composed into (`crop_to_image`: 2x3, model-crop pixels -> picture pixels)."""
+        if not self.settings.relative:
+            return image
+        return self.expression.finish(image, self.source.keypoints.value, kp_driving.value, crop_to_image)
 
     def animate(self, crop: np.ndarray, landmarks: np.ndarray | None = None) -> np.ndarray:
         """One driving crop (uint8 RGB at model size) -> animated avatar (uint8 RGB at model size).
         `landmarks`: the crop's face-mesh landmarks (pixels), used by expression retargeting."""
         if self.source is None:
             raise RuntimeError("set_avatar() must be called before animate()")
-        return self.engine.animate(self.source, self.driving_keypoints(crop))
+        return self.render(self.driving_keypoints(crop, landmarks))

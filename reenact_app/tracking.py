@@ -464,6 +464,21 @@ class FaceTracker:
         return (pts @ inv[:, :2].T + inv[:, 2]).astype(np.float32)
 
 
+def mesh_landmarks(image_rgb: np.ndarray) -> np.ndarray | None:
+    """The face mesh (468 points, pixels) of the largest face in a still image, e.g. an avatar crop;
+    None when mediapipe finds no face (many paintings and drawings)."""
+    import mediapipe as mp
+
+    image_rgb = to_rgb8(image_rgb)
+    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=False,
+                                         min_detection_confidence=0.5) as mesh:
+        res = mesh.process(image_rgb)
+    if not res.multi_face_landmarks:
+        return None
+    h, w = image_rgb.shape[:2]
+    return np.array([[p.x * w, p.y * h] for p in res.multi_face_landmarks[0].landmark], np.float32)
+
+
 def landmarks_in_crop(result: TrackResult) -> np.ndarray | None:
     """The face-mesh landmarks of a track result in its crop's pixels (the tracker keeps them in the
     frame's), or None when the mesh did not run or found nothing."""

@@ -33,6 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     motion.add_argument("--absolute", dest="relative", action="store_false",
                         help="use the driving keypoints as they are")
     p.add_argument("--adapt-scale", action="store_true", help="scale motion by the avatar/driver face-size ratio")
+    p.add_argument("--expression", type=float, default=1.0, metavar="STRENGTH",
+                   help="how strongly the driver's mouth and eye openness carry over to the avatar "
+                   "(0: head and model motion only, 1: as the driver (default), up to 3: exaggerated); "
+                   "needs face-tracker crops")
     p.add_argument("--crop", action=argparse.BooleanOptionalAction, default=True,
                    help="crop faces with the face tracker (default); --no-crop uses the centre square")
     p.add_argument("--size", type=int, help="model image size (default: the checkpoint's; must match it)")
@@ -48,13 +52,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import cv2
     from tqdm import tqdm
 
     from models import load_checkpoint
     from reenact_app.benchmarking import peak_rss_mb
     from reenact_app.engines.select import EngineOptions, create_engine
     from reenact_common.errors import ConfigError
-    from reenact_app.drive import StageTimes, drive, make_croppers
+    from reenact_app.drive import StageTimes, avatar_landmarks, drive, make_croppers
+    from reenact_app.expression import ExpressionSettings
     from reenact_app.session import AnimationSession, MotionSettings
     from reenact_app.images import load_avatar_image
     from reenact_common.video_io import VideoWriter, check_writable, iter_frames, probe_video
@@ -68,15 +74,18 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--size {args.size} does not match the checkpoint's image size {size}; omit --size")
     engine = create_engine(model, args.engine, options=EngineOptions(threads=args.threads))
     del model  # the engine (and its fallbacks) hold what they need
-    croppers = make_croppers(args.crop, size)
+    expression = ExpressionSettings(strength=args.expression)
+    croppers = make_croppers(args.crop, size, landmarks=expression.active)
     log.info("engine %s, %s crops, driving %s (%d frames at %.2f fps)", engine.describe(), croppers.kind,
              info.path, info.frame_count, info.fps)
 
     full_frame = _full_frame(args, engine, avatar, size, croppers.kind == "face tracker")
     if full_frame is not None:
         engine, compositor = full_frame
-    session = AnimationSession(engine, MotionSettings(relative=args.relative, adapt_scale=args.adapt_scale))
-    session.set_avatar(croppers.avatar(avatar))
+    session = AnimationSession(engine, MotionSettings(relative=args.relative, adapt_scale=args.adapt_scale),
+                               expression)
+    avatar_crop = croppers.avatar(avatar)
+    session.set_avatar(avatar_crop, avatar_landmarks(avatar_crop) if expression.active and args.crop else None)
     times = StageTimes()
     total = min(info.frame_count, args.max_frames) if args.max_frames and info.frame_count else (
         args.max_frames or info.frame_count or None)
@@ -90,7 +99,11 @@ def run(args: argparse.Namespace) -> int:
             noticed = False
             for frame in driven:
                 t0 = time.perf_counter()
-                writer.write(compositor.compose(engine.last) if full_frame else frame.output)
+                if full_frame:  # the blink's lid warp again, on the full picture the crop went into
+                    writer.write(session.finish(compositor.compose(engine.last), session.last_keypoints,
+                                                cv2.invertAffineTransform(compositor.matrix)))
+                else:
+                    writer.write(frame.output)
                 times.encode += time.perf_counter() - t0
                 progress.update(1)
                 if engine.notice and not noticed:
@@ -107,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {args.output} ({writer.codec}, {times.frames} frames, {out_size[0]}x{out_size[1]}, {info.fps:.2f} fps); "
           f"{times.summary(wall)}; peak RSS {peak_rss_mb():.0f} MB")
     return 0
+
 
 def _full_frame(args: argparse.Namespace, engine, avatar, size: int, tracked: bool):
     """--full-frame: (the engine wrapped to keep each frame's motion, the compositor), else None."""

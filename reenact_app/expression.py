@@ -1,0 +1,275 @@
+"""Expression retargeting: the driver's mouth and eye openness carried over to any avatar.
+
+Why: relative keypoint motion moves the avatar's head well, but the model's keypoints barely separate
+when another person opens the mouth, and no keypoint sits on an eyelid, so blinks never reach the avatar
+(measured with `reenact evaluate-cross`, docs/evaluation.md). Like LivePortrait's retargeting, the
+driver's openness is measured on landmarks (mediapipe's face mesh, which the tracker runs every frame),
+taken relative to the calibrated neutral frame, and imposed on the avatar:
+
+- mouth: the avatar's lip keypoints (found once per avatar as the model keypoints nearest its inner-lip
+  centre) are set apart by the driver's change in lip gap, in units of each face's inter-ocular distance;
+  the generator draws the opened mouth;
+- eyes: an image-space lid warp on the model's output closes each eye by the driver's relative eye
+  closure: the skin above the upper lid is stretched down over the eye, as a lid does. The avatar's lid
+  geometry comes from its face mesh at rest and follows the head through a similarity fitted to the
+  model's upper-face keypoints.
+
+Everything here is numpy/OpenCV on keypoints and on the output image, so every engine gets it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from reenact_common.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+# mediapipe face-mesh indices (468-point topology)
+UPPER_INNER_LIP, LOWER_INNER_LIP = 13, 14
+# per eye: outer corner, inner corner, upper lid centre, lower lid centre (image-left eye first)
+EYES = ((33, 133, 159, 145), (362, 263, 386, 374))
+
+
+@dataclass
+class ExpressionSettings:
+    """User controls. `strength` scales the transferred openness (0: the model's motion alone)."""
+
+    strength: float = 1.0
+    mouth: bool = True
+    eyes: bool = True
+    # kp-units of lip-keypoint separation per unit of visible lip gap: the generator opens the mouth
+    # less than the keypoints part (chosen by the cross-identity mouth gain, docs/evaluation.md)
+    mouth_gain: float = 1.6
+    mouth_dead_zone: float = 0.02  # lip-gap changes below this (in inter-ocular distances) are noise
+    eye_dead_zone: float = 0.12  # relative eye-aspect drops below this are noise
+    eye_closed_ratio: float = 0.3  # eye aspect at a full blink, relative to the neutral frame
+    upper_lip_share: float = 0.3  # the jaw drops: the lower lip takes the larger part of the opening
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.strength <= 3.0:
+            raise ConfigError(f"expression strength must be between 0 and 3, got {self.strength}")
+
+    @property
+    def active(self) -> bool:
+        return self.strength > 0 and (self.mouth or self.eyes)
+
+
+@dataclass(frozen=True)
+class Openness:
+    """How open a face's mouth and eyes are, scale-free."""
+
+    mouth: float  # inner-lip gap / inter-ocular distance
+    eyes: tuple[float, float]  # eye aspect ratio, image-left eye first
+
+    @classmethod
+    def of(cls, landmarks: np.ndarray) -> "Openness":
+        lm = np.asarray(landmarks, np.float64)
+        iod = inter_ocular_distance(lm)
+        mouth = float(np.linalg.norm(lm[UPPER_INNER_LIP] - lm[LOWER_INNER_LIP]) / iod)
+        eyes = tuple(float(np.linalg.norm(lm[up] - lm[low]) / max(np.linalg.norm(lm[a] - lm[b]), 1e-6))
+                     for a, b, up, low in EYES)
+        return cls(mouth, eyes)  # type: ignore[arg-type]
+
+
+def inter_ocular_distance(landmarks: np.ndarray) -> float:
+    centres = [landmarks[[a, b]].mean(0) for a, b, _, _ in EYES]
+    return max(float(np.linalg.norm(centres[1] - centres[0])), 1e-6)
+
+
+@dataclass(frozen=True)
+class EyeShape:
+    """One avatar eye at rest, in crop pixels: a local frame whose x runs corner to corner and whose
+    y points up (towards the brow)."""
+
+    centre: np.ndarray  # (2,)
+    x_axis: np.ndarray  # unit (2,)
+    y_axis: np.ndarray  # unit (2,), "up" on the face
+    half_width: float
+    upper: float  # upper lid centre's height above the corner line (> 0)
+    lower: float  # lower lid centre's height (< 0)
+
+
+@dataclass(frozen=True)
+class AvatarFace:
+    """What retargeting needs of one avatar, measured once."""
+
+    size: int
+    openness: Openness
+    iod_px: float
+    down: np.ndarray  # unit vector, face "down" in crop pixels
+    upper_lip: int | None  # model keypoint indices
+    lower_lip: int | None
+    lip_separation: float  # lower minus upper lip keypoint along `down`, keypoint units, at rest
+    anchors: np.ndarray  # indices of the upper-face keypoints that carry the head's similarity
+    eyes: tuple[EyeShape, EyeShape]
+
+    @classmethod
+    def measure(cls, landmarks: np.ndarray, keypoints: np.ndarray, size: int) -> "AvatarFace":
+        lm = np.asarray(landmarks, np.float64)
+        kp_px = (np.asarray(keypoints, np.float64) + 1.0) * size / 2.0
+        left, right = (lm[[a, b]].mean(0) for a, b, _, _ in EYES)
+        across = (right - left) / max(np.linalg.norm(right - left), 1e-6)
+        down = np.array([-across[1], across[0]])  # image y grows downwards
+        iod = inter_ocular_distance(lm)
+        mouth_centre = (lm[UPPER_INNER_LIP] + lm[LOWER_INNER_LIP]) / 2.0
+        dist = np.linalg.norm(kp_px - mouth_centre, axis=1)
+        near = [int(i) for i in np.argsort(dist)[:2] if dist[i] < 0.35 * iod]
+        upper = lower = None
+        if len(near) == 2:
+            upper, lower = sorted(near, key=lambda i: float(kp_px[i] @ down))
+        elif len(near) == 1:
+            lower = near[0]
+        kp_down = np.asarray(keypoints, np.float64) @ down
+        separation = float(kp_down[lower] - kp_down[upper]) if upper is not None else 0.0
+        eye_line = float(((left + right) / 2.0) @ down)
+        heights = kp_px @ down
+        anchors = np.flatnonzero(heights < eye_line + 0.6 * iod)  # eyes, brows, nose: not jaw or lips
+        if len(anchors) < 2:
+            anchors = np.argsort(heights)[:2]
+        eyes = tuple(_eye_shape(lm, idx, -down) for idx in EYES)
+        return cls(size, Openness.of(lm), iod, down, upper, lower, separation, anchors, eyes)  # type: ignore[arg-type]
+
+
+def _eye_shape(lm: np.ndarray, idx: tuple[int, int, int, int], up: np.ndarray) -> EyeShape:
+    a, b, top, bottom = (lm[i] for i in idx)
+    centre = (a + b) / 2.0
+    x_axis = (b - a) / max(np.linalg.norm(b - a), 1e-6)
+    y_axis = np.array([x_axis[1], -x_axis[0]])
+    if y_axis @ up < 0:
+        y_axis = -y_axis
+    return EyeShape(centre, x_axis, y_axis, float(np.linalg.norm(b - a) / 2.0),
+                    float(max((top - centre) @ y_axis, 0.5)), float(min((bottom - centre) @ y_axis, -0.5)))
+
+
+def fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares 2x3 similarity (rotation, uniform scale, shift) taking src points to dst points."""
+    src = np.asarray(src, np.float64)
+    dst = np.asarray(dst, np.float64)
+    ms, md = src.mean(0), dst.mean(0)
+    s, d = src - ms, dst - md
+    denom = max(float((s ** 2).sum()), 1e-9)
+    a = float((s * d).sum()) / denom
+    b = float((s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum()) / denom
+    rot = np.array([[a, -b], [b, a]])
+    return np.concatenate([rot, (md - rot @ ms)[:, None]], 1)
+
+
+def close_eye(image: np.ndarray, eye: EyeShape, closure: float, to_image: np.ndarray) -> np.ndarray:
+    """Lower the upper lid of `eye` by `closure` (0 open as at rest, 1 shut), in place of a copy.
+
+    `to_image` maps the avatar crop's pixels to `image`'s (a 2x3 similarity). Inside the eye, rows
+    above the moved lid sample the lid skin stretched down from above; rows below it are untouched, so
+    the lid's edge stays sharp and the warp is the identity at the corners and above the crease."""
+    if closure <= 0.0:
+        return image
+    scale = float(np.hypot(to_image[0, 0], to_image[1, 0]))
+    centre = to_image[:, :2] @ eye.centre + to_image[:, 2]
+    x_axis = to_image[:, :2] @ eye.x_axis / scale
+    y_axis = to_image[:, :2] @ eye.y_axis / scale
+    w, up, low = eye.half_width * scale, eye.upper * scale, eye.lower * scale
+    skin = 1.5 * (up - low)  # the lid and crease above the eye that is stretched over it
+    reach = np.abs(np.array([[x_axis[0], y_axis[0]], [x_axis[1], y_axis[1]]])) @ np.array([w, up + skin])
+    h, wid = image.shape[:2]
+    x0, x1 = int(max(centre[0] - reach[0] - 2, 0)), int(min(centre[0] + reach[0] + 3, wid))
+    y0, y1 = int(max(centre[1] - reach[1] - 2, 0)), int(min(centre[1] + reach[1] + 3, h))
+    if x1 <= x0 or y1 <= y0:
+        return image
+    gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
+    rx, ry = gx - centre[0], gy - centre[1]
+    u = rx * x_axis[0] + ry * x_axis[1]  # along the eye
+    v = rx * y_axis[0] + ry * y_axis[1]  # up from the corner line
+    profile = np.clip(1.0 - (u / w) ** 2, 0.0, 1.0)
+    lid = up * profile
+    lid_low = low * profile
+    # a shut lid tucks a little past the lower lid's edge (and past the pixel that holds it)
+    new_lid = lid - min(closure, 1.0) * (lid - lid_low + (0.1 * (up - low) + 1.0) * profile)
+    top = lid + skin * profile
+    span = np.maximum(top - new_lid, 1e-3)
+    stretched = lid + (v - new_lid) * (top - lid) / span
+    inside = (v >= new_lid) & (v < top) & (profile > 0)
+    v_src = np.where(inside, stretched, v)
+    dv = (v_src - v).astype(np.float32)
+    map_x = (gx + dv * y_axis[0]).astype(np.float32)
+    map_y = (gy + dv * y_axis[1]).astype(np.float32)
+    out = image.copy()
+    out[y0:y1, x0:x1] = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return out
+
+
+class ExpressionRetargeter:
+    """Per-session state: the avatar's face at rest and the driver's neutral openness."""
+
+    def __init__(self, settings: ExpressionSettings | None = None):
+        self.settings = settings or ExpressionSettings()
+        self.avatar: AvatarFace | None = None
+        self.reference: Openness | None = None
+        self._closure = (0.0, 0.0)
+        self._warned = False
+
+    def set_avatar(self, landmarks: np.ndarray | None, keypoints: np.ndarray, size: int) -> None:
+        self.avatar = None if landmarks is None else AvatarFace.measure(landmarks, keypoints, size)
+        if landmarks is None:
+            log.info("no face mesh on the avatar: expression retargeting is off for it")
+
+    def set_reference(self, landmarks: np.ndarray | None) -> None:
+        self.reference = None if landmarks is None else Openness.of(landmarks)
+
+    def ready(self) -> bool:
+        return self.settings.active and self.avatar is not None and self.reference is not None
+
+    def adjust_keypoints(self, value: np.ndarray, landmarks: np.ndarray | None) -> np.ndarray:
+        """Driving keypoint positions (K, 2, in [-1, 1]) with the lip keypoints set apart by the driver's
+        change in lip gap; also remembers this frame's eye closure for `finish`."""
+        self._closure = (0.0, 0.0)
+        if not self.ready() or landmarks is None:
+            return value
+        cfg, av = self.settings, self.avatar
+        now = Openness.of(landmarks)
+        if cfg.eyes:
+            self._closure = tuple(self._eye_closure(n, r) for n, r in zip(now.eyes, self.reference.eyes))
+        if not cfg.mouth or av.lower_lip is None:
+            return value
+        delta = now.mouth - self.reference.mouth
+        delta = np.sign(delta) * max(abs(delta) - cfg.mouth_dead_zone, 0.0)
+        gap = max(av.openness.mouth + cfg.strength * delta, 0.0) - av.openness.mouth  # in IODs
+        shift = cfg.mouth_gain * gap * av.iod_px * 2.0 / av.size  # in keypoint units
+        value = value.copy()
+        if av.upper_lip is None:
+            value[av.lower_lip] = value[av.lower_lip] + shift * av.down
+            return value
+        # the head motion stays; the lips' separation along the face follows the driver's lip gap
+        # instead of the driver's lip keypoints, which barely part for another face
+        current = float((value[av.lower_lip] - value[av.upper_lip]) @ av.down)
+        extra = av.lip_separation + shift - current
+        value[av.upper_lip] = value[av.upper_lip] - cfg.upper_lip_share * extra * av.down
+        value[av.lower_lip] = value[av.lower_lip] + (1.0 - cfg.upper_lip_share) * extra * av.down
+        return value
+
+    def _eye_closure(self, now: float, reference: float) -> float:
+        cfg = self.settings
+        drop = 1.0 - now / max(reference, 1e-6)
+        full = 1.0 - cfg.eye_closed_ratio
+        return float(np.clip((drop - cfg.eye_dead_zone) / (full - cfg.eye_dead_zone), 0.0, 1.0) * cfg.strength)
+
+    def finish(self, image: np.ndarray, source_keypoints: np.ndarray, driving_keypoints: np.ndarray,
+               crop_to_image: np.ndarray | None = None) -> np.ndarray:
+        """The output with this frame's eye closure applied by the lid warp. `image` is the model's crop
+        (default) or any picture the crop was composed into: `crop_to_image` (2x3) maps model-crop pixels
+        to its pixels (the full-resolution portrait, the paste-back)."""
+        if not self.ready() or max(self._closure) <= 0.0:
+            return image
+        av = self.avatar
+        src = (source_keypoints[av.anchors] + 1.0) * av.size / 2.0
+        dst = (driving_keypoints[av.anchors] + 1.0) * av.size / 2.0
+        to_crop = np.concatenate([fit_similarity(src, dst), [[0.0, 0.0, 1.0]]])
+        if crop_to_image is None:
+            crop_to_image = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]) * (image.shape[0] / av.size)
+        to_image = np.asarray(crop_to_image, np.float64) @ to_crop
+        for eye, closure in zip(av.eyes, self._closure):
+            image = close_eye(image, eye, min(closure, 1.0), to_image)
+        return image

@@ -1,0 +1,181 @@
+"""Expression retargeting: openness on real faces, the lid warp, and the session's use of both."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reenact_app.expression import (
+    AvatarFace, ExpressionRetargeter, ExpressionSettings, Openness, close_eye, fit_similarity,
+)
+from reenact_common.errors import ConfigError
+
+DRIVING = "KwaiVGI+LivePortrait/assets/examples/driving/d0.mp4"
+# frames of that clip: neutral, mouth wide open (smile), both eyes shut
+NEUTRAL, OPEN_MOUTH, BLINK = 0, 44, 65
+
+
+@pytest.fixture(scope="module")
+def driver(clips_dir: Path):
+    """Tracked 256 px crops of the three frames, with their face mesh."""
+    from reenact_app.drive import make_croppers
+    from reenact_common.video_io import iter_frames
+
+    croppers = make_croppers(True, 256, landmarks=True)
+    try:
+        out = {}
+        for i, frame in enumerate(iter_frames(clips_dir / DRIVING, BLINK + 1)):
+            crop = croppers.frame(frame, i / 25.0)
+            if i in (NEUTRAL, OPEN_MOUTH, BLINK):
+                assert crop.landmarks is not None, f"no face mesh on frame {i}"
+                out[i] = crop
+        return out
+    finally:
+        croppers.close()
+
+
+@pytest.fixture(scope="module")
+def avatar():
+    from reenact_app.drive import avatar_landmarks
+    from reenact_app.images import load_avatar_image
+    from reenact_app.tracking import prepare_avatar
+    from reenact_common.paths import assets_dir
+
+    crop = prepare_avatar(load_avatar_image(assets_dir() / "avatars" / "monalisa.jpg"), 256).crop
+    return crop, avatar_landmarks(crop)
+
+
+def test_openness_sees_open_mouth_and_shut_eyes(driver):
+    neutral, open_mouth, blink = (Openness.of(driver[i].landmarks) for i in (NEUTRAL, OPEN_MOUTH, BLINK))
+    assert open_mouth.mouth > neutral.mouth + 0.1
+    assert max(blink.eyes) < 0.6 * min(neutral.eyes)
+
+
+def test_similarity_fit_recovers_a_known_transform():
+    rng = np.random.default_rng(0)
+    src = rng.uniform(0, 256, (6, 2))
+    angle, scale, shift = 0.3, 1.2, np.array([5.0, -7.0])
+    rot = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    m = fit_similarity(src, src @ rot.T + shift)
+    np.testing.assert_allclose(m[:, :2], rot, atol=1e-9)
+    np.testing.assert_allclose(m[:, 2], shift, atol=1e-9)
+
+
+def _synthetic_eye(avatar_landmarks: np.ndarray):
+    """A flat skin-coloured image with a black eye (between the two lid arcs) drawn where the avatar's
+    image-left eye is."""
+    import cv2
+
+    face = AvatarFace.measure(avatar_landmarks, np.zeros((10, 2)), 256)
+    eye = face.eyes[0]
+    image = np.full((256, 256, 3), (200, 160, 120), np.uint8)
+    u = np.linspace(-1.0, 1.0, 41)
+    arc = 1.0 - u ** 2
+    local = np.concatenate([np.stack([u, eye.upper * arc / eye.half_width], 1),
+                            np.stack([u, eye.lower * arc / eye.half_width], 1)[::-1]]) * eye.half_width
+    outline = eye.centre + local[:, :1] * eye.x_axis + local[:, 1:] * eye.y_axis
+    cv2.fillPoly(image, [np.round(outline).astype(np.int32)], (0, 0, 0))
+    return image, eye
+
+
+def test_lid_warp_is_identity_when_open_and_covers_the_eye_when_shut(avatar):
+    image, eye = _synthetic_eye(avatar[1])
+    identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    assert np.array_equal(close_eye(image, eye, 0.0, identity), image)
+    dark = (image.sum(-1) == 0).sum()
+    shut = close_eye(image, eye, 1.0, identity)
+    assert (shut.sum(-1) < 60).sum() < 0.1 * dark  # the eye is covered by the skin above it
+    half = close_eye(image, eye, 0.5, identity)
+    assert 0.2 * dark < (half.sum(-1) < 60).sum() < 0.8 * dark
+    # nothing moves far from the eye
+    far = np.ones(image.shape[:2], bool)
+    c = eye.centre.astype(int)
+    far[max(c[1] - 40, 0):c[1] + 40, max(c[0] - 40, 0):c[0] + 40] = False
+    assert np.array_equal(shut[far], image[far])
+
+
+def test_lid_warp_follows_the_head(avatar):
+    """The same eye seen through a similarity (head moved and scaled) closes where it now is."""
+    import cv2
+
+    image, eye = _synthetic_eye(avatar[1])
+    moved = np.array([[1.1, 0.0, 12.0], [0.0, 1.1, -6.0]])
+    seen = cv2.warpAffine(image, moved, (256, 256), borderMode=cv2.BORDER_REPLICATE)
+    dark = (seen.sum(-1) < 60).sum()
+    shut = close_eye(seen, eye, 1.0, moved)
+    assert (shut.sum(-1) < 60).sum() < 0.15 * dark
+
+
+def test_strength_is_bounded():
+    with pytest.raises(ConfigError):
+        ExpressionSettings(strength=5.0)
+    assert not ExpressionSettings(strength=0.0).active
+
+
+@pytest.fixture(scope="module")
+def engine():
+    from reenact_app.engines.select import create_engine
+
+    eng = create_engine(None, "torch")
+    yield eng
+    eng.close()
+
+
+def _session(engine, avatar, strength):
+    from reenact_app.session import AnimationSession
+
+    session = AnimationSession(engine, expression=ExpressionSettings(strength=strength))
+    session.set_avatar(*avatar)
+    return session
+
+
+def test_avatar_lip_keypoints_found(engine, avatar):
+    session = _session(engine, avatar, 1.0)
+    face = session.expression.avatar
+    assert face is not None and face.upper_lip is not None and face.lower_lip is not None
+    kp = session.source.keypoints.value
+    assert kp[face.upper_lip] @ face.down <= kp[face.lower_lip] @ face.down
+    assert set(face.anchors).isdisjoint({face.upper_lip, face.lower_lip})
+
+
+def test_retargeting_is_identity_at_the_neutral_frame(engine, avatar, driver):
+    plain, retargeted = _session(engine, avatar, 0.0), _session(engine, avatar, 1.0)
+    d = driver[NEUTRAL]
+    a = plain.animate(d.crop, d.landmarks)
+    b = retargeted.animate(d.crop, d.landmarks)
+    assert np.array_equal(a, b)
+
+
+def test_open_mouth_parts_the_lips_and_blink_closes_the_eyes(engine, avatar, driver):
+    sessions = {s: _session(engine, avatar, s) for s in (0.0, 1.0)}
+    for s in sessions.values():
+        s.animate(driver[NEUTRAL].crop, driver[NEUTRAL].landmarks)  # calibrates
+    face = sessions[1.0].expression.avatar
+    d = driver[OPEN_MOUTH]
+    kps = {s: sess.driving_keypoints(d.crop, d.landmarks).value for s, sess in sessions.items()}
+    gap = {s: float((k[face.lower_lip] - k[face.upper_lip]) @ face.down) for s, k in kps.items()}
+    assert gap[1.0] > gap[0.0] + 0.05
+    b = driver[BLINK]
+    plain = sessions[0.0].animate(b.crop, b.landmarks)
+    shut = sessions[1.0].animate(b.crop, b.landmarks)
+    eye_rows = slice(int(face.eyes[0].centre[1]) - 12, int(face.eyes[0].centre[1]) + 12)
+    assert np.abs(plain[eye_rows].astype(int) - shut[eye_rows]).mean() > 2.0
+    assert sessions[1.0].expression.ready()
+
+
+def test_no_avatar_mesh_means_no_retargeting(engine, avatar, driver):
+    session = _session(engine, (avatar[0], None), 1.0)
+    assert not session.expression.ready()
+    plain = _session(engine, avatar, 0.0)
+    for i in (NEUTRAL, OPEN_MOUTH):
+        assert np.array_equal(session.animate(driver[i].crop, driver[i].landmarks),
+                              plain.animate(driver[i].crop, driver[i].landmarks))
+
+
+def test_retargeter_without_reference_waits_for_one(avatar):
+    r = ExpressionRetargeter()
+    r.set_avatar(avatar[1], np.zeros((10, 2), np.float32), 256)
+    value = np.zeros((10, 2), np.float32)
+    assert r.adjust_keypoints(value, avatar[1]) is value
