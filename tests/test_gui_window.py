@@ -210,6 +210,29 @@ def test_toggle_options_reach_the_pipeline(running):
     wait_until(app, lambda: w.preview.main.image.width() != size, 10, "pasted-back output")
 
 
+def test_expression_strength_slider_and_keys_reach_the_session(running):
+    app, c, w = running["app"], running["c"], running["w"]
+    p = c.pipeline
+    w.controls.expression_slider.setValue(50)
+    frames_after(app, c, 2)
+    assert c.settings.expression == 0.5 and p.session.expression.settings.strength == 0.5
+    QTest.keyClick(w, Qt.Key.Key_BracketRight)
+    QTest.keyClick(w, Qt.Key.Key_BracketRight)
+    frames_after(app, c, 2)
+    assert c.settings.expression == 1.0 and p.session.expression.settings.strength == 1.0
+    assert w.controls.expression_slider.value() == 100
+    for _ in range(6):
+        QTest.keyClick(w, Qt.Key.Key_BracketLeft)
+    frames_after(app, c, 2)
+    assert c.settings.expression == 0.0 and not p.session.expression.settings.active
+    QTest.keyClick(w, Qt.Key.Key_BracketRight)
+    QTest.keyClick(w, Qt.Key.Key_BracketRight)
+    QTest.keyClick(w, Qt.Key.Key_BracketRight)
+    QTest.keyClick(w, Qt.Key.Key_BracketRight)
+    frames_after(app, c, 2)
+    assert p.session.expression.settings.strength == 1.0
+
+
 def test_virtual_camera_fake_backend(running):
     from reenact_app.sinks.virtual_camera import FakeVirtualCameraBackend
 

@@ -47,6 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--camera-size", type=_size, default=(640, 480), help="requested camera resolution")
     p.add_argument("--absolute", action="store_true", help="absolute keypoints instead of relative motion")
     p.add_argument("--no-adapt-scale", action="store_true", help="don't scale motion by face-size ratio")
+    p.add_argument("--expression", type=float, default=1.0, metavar="STRENGTH",
+                   help="how strongly mouth and eye openness carry over (0: off, 1: as the driver (default), "
+                   "up to 3)")
     p.add_argument("--no-paste-back", action="store_true", help="output the animated crop only")
     p.add_argument("--no-full-resolution", action="store_true",
                    help="paste the model's 256 px crop back upscaled instead of warping the avatar picture at its "
@@ -64,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from reenact_app.engines.select import create_engine
     from reenact_common.errors import CameraError, VirtualCameraError
     from reenact_app.filters import OneEuroConfig
+    from reenact_app.expression import ExpressionSettings
     from reenact_app.pipeline import LivePipeline, PipelineConfig
     from reenact_app.session import MotionSettings
     from reenact_app.sinks import Recorder, RecorderConfig, VirtualCamera, VirtualCameraConfig
@@ -84,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     config = PipelineConfig(
         tracker=tracker,
         motion=MotionSettings(relative=not args.absolute, adapt_scale=not args.no_adapt_scale),
+        expression=ExpressionSettings(strength=args.expression),
         paste_back=not args.no_paste_back,
         full_resolution=not args.no_full_resolution,
         mirror=args.mirror,

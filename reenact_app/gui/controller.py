@@ -22,9 +22,13 @@ from reenact_common.paths import assets_dir, default_weights
 from reenact_app.engines import EngineOpener, ModelSpec
 from reenact_common.errors import EngineError, MediaError
 from reenact_app.gui import avatars as avatar_files
-from reenact_app.gui.live import GatedSink, SwitchableSource, pipeline_options, smoothing_configs
+from reenact_app.gui.live import (
+    GatedSink, SwitchableSource, expression_settings, pipeline_options, smoothing_configs,
+)
 from reenact_app.gui.outputs import OutputsMixin
-from reenact_app.gui.settings import AppSettings, load_settings, parse_resolution, save_settings
+from reenact_app.gui.settings import (
+    EXPRESSION_MAX, EXPRESSION_STEP, AppSettings, load_settings, parse_resolution, save_settings,
+)
 from reenact_app.gui.state import AppState
 from reenact_app.gui.worker import FramePacket, WorkerBridge, to_qimage
 
@@ -358,6 +362,7 @@ class AppController(OutputsMixin, QObject):
                                 stop_when_source_ends=False, **pipeline_options(s))
         config.motion.relative = s.relative
         config.motion.adapt_scale = s.adapt_scale
+        config.expression = expression_settings(s)
         return config
 
     def _start_pipeline(self) -> None:
@@ -534,6 +539,8 @@ class AppController(OutputsMixin, QObject):
         p = self._pipeline
         if name in ("relative", "adapt_scale") and p is not None:
             p.set_motion(**{name: value})
+        elif name == "expression" and p is not None:
+            p.set_expression(strength=s.expression)
         elif name == "smoothing" and p is not None:
             kp, crop = smoothing_configs(s.smoothing)
             p.set_keypoint_smoothing(kp)
@@ -558,6 +565,11 @@ class AppController(OutputsMixin, QObject):
 
     def toggle_option(self, name: str) -> None:
         self.set_option(name, not bool(getattr(self.settings, name)))
+
+    def step_expression(self, steps: int) -> None:
+        """The [ and ] keys: expression strength down or up one step."""
+        self.set_option("expression", round(min(max(self.settings.expression + steps * EXPRESSION_STEP, 0.0),
+                                                EXPRESSION_MAX), 2))
 
     def set_source(self, kind: str, camera_index: int = -1) -> None:
         self.driving_override = None
@@ -589,6 +601,7 @@ class AppController(OutputsMixin, QObject):
             s = self.settings
             kp, crop = smoothing_configs(s.smoothing)
             p.set_motion(relative=s.relative, adapt_scale=s.adapt_scale)
+            p.set_expression(strength=s.expression)
             p.set_keypoint_smoothing(kp)
             p.update_tracker(smoothing=crop, margin=s.crop_margin)
             p.freeze_crop(s.freeze_crop)

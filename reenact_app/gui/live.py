@@ -17,6 +17,7 @@ import numpy as np
 
 from reenact_app.capture import FrameSource
 from reenact_app.filters import OneEuroConfig
+from reenact_app.expression import ExpressionSettings
 from reenact_app.gui.settings import AppSettings
 from reenact_app.sinks import Sink
 
@@ -41,6 +42,11 @@ def smoothing_configs(strength: float) -> tuple[OneEuroConfig, OneEuroConfig]:
 def pipeline_options(s: AppSettings) -> dict:
     """The PipelineConfig fields that mirror AppSettings."""
     return {"mirror": s.mirror, "paste_back": s.paste_back, "full_resolution": s.full_resolution}
+
+
+def expression_settings(s: AppSettings) -> ExpressionSettings:
+    """The expression-retargeting settings behind AppSettings.expression."""
+    return ExpressionSettings(strength=s.expression)
 
 
 class SwitchableSource(FrameSource):

@@ -130,6 +130,8 @@ class MainWindow(QMainWindow):
             "toggle_paste_back": lambda: c.toggle_option("paste_back"),
             "toggle_keypoints": lambda: c.toggle_option("show_keypoints"),
             "toggle_relative": lambda: c.toggle_option("relative"),
+            "expression_up": lambda: c.step_expression(1),
+            "expression_down": lambda: c.step_expression(-1),
             "toggle_full_screen": self.toggle_full_screen,
             "leave_full_screen": self.leave_full_screen,
             "add_avatar": self.add_avatar_dialog,

@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 APP_NAME = "reenact"
 SETTINGS_FILE = "settings.json"
 
+EXPRESSION_MAX = 2.0  # the slider's and keys' top (the session accepts up to 3)
+EXPRESSION_STEP = 0.25  # one press of [ or ]
 ENGINE_CHOICES = ("auto", "tensorrt", "onnxruntime", "torch")
 RESOLUTIONS = ("640x480", "1280x720", "1920x1080")
 OUTPUT_RESOLUTIONS = ("640x480", "1280x720")
@@ -37,6 +39,7 @@ class AppSettings:
     relative: bool = True
     adapt_scale: bool = True
     smoothing: float = 0.5  # 0 = off, 1 = strongest keypoint/crop smoothing
+    expression: float = 1.0  # how strongly mouth and eye openness carry over (0 = off, 1 = as the driver, 2 max)
     crop_margin: float = 0.45  # extra room around the face box, fraction of its size
     freeze_crop: bool = False
     mirror: bool = True
@@ -82,6 +85,7 @@ class AppSettings:
     def validated(self) -> "AppSettings":
         """Clamps ranges and replaces unknown choices, so the widgets never see an impossible value."""
         self.smoothing = min(max(self.smoothing, 0.0), 1.0)
+        self.expression = round(min(max(self.expression, 0.0), EXPRESSION_MAX), 2)
         self.crop_margin = min(max(self.crop_margin, 0.0), 2.0)
         self.camera_index = max(self.camera_index, 0)
         if self.engine not in ENGINE_CHOICES:

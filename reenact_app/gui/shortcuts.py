@@ -23,6 +23,8 @@ SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("P", "toggle_paste_back", "Paste back into the whole portrait / show the crop alone"),
     Shortcut("K", "toggle_keypoints", "Show / hide tracked keypoints on the driving view"),
     Shortcut("A", "toggle_relative", "Relative / absolute motion"),
+    Shortcut("]", "expression_up", "Stronger expression: mouth and eyes follow the driver more"),
+    Shortcut("[", "expression_down", "Weaker expression (0: the head moves, mouth and eyes only as the model does)"),
     Shortcut("F11", "toggle_full_screen", "Full-screen preview (double-click the preview too)"),
     Shortcut("Esc", "leave_full_screen", "Leave full screen"),
     Shortcut("Ctrl+O", "add_avatar", "Add an avatar image"),

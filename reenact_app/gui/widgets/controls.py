@@ -23,7 +23,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from reenact_app.gui.settings import ENGINE_CHOICES, OUTPUT_RESOLUTIONS, RESOLUTIONS, AppSettings
+from reenact_app.gui.settings import (
+    ENGINE_CHOICES, EXPRESSION_MAX, EXPRESSION_STEP, OUTPUT_RESOLUTIONS, RESOLUTIONS, AppSettings,
+)
 
 def source_key(kind: str, camera_index: int = -1) -> str:
     """Item data of the source selector: "camera:N" or "video" (strings survive QVariant unchanged)."""
@@ -141,6 +143,15 @@ class ControlsPanel(QWidget):
         self.smoothing_slider.valueChanged.connect(lambda v: self.optionChanged.emit("smoothing", v / 100.0))
         self._widgets["smoothing"] = self.smoothing_slider
         form.addRow("Smoothing", self.smoothing_slider)
+        self.expression_slider = QSlider(Qt.Orientation.Horizontal)
+        self.expression_slider.setRange(0, int(EXPRESSION_MAX * 100))
+        self.expression_slider.setSingleStep(int(EXPRESSION_STEP * 100))
+        self.expression_slider.setPageStep(int(EXPRESSION_STEP * 100))
+        self.expression_slider.setToolTip("How strongly your mouth and eye openness carry over to the avatar "
+                                          "([ and ] keys). 0: off; the middle: as you do; right: exaggerated")
+        self.expression_slider.valueChanged.connect(lambda v: self.optionChanged.emit("expression", v / 100.0))
+        self._widgets["expression"] = self.expression_slider
+        form.addRow("Expression", self.expression_slider)
         return group
 
     def _crop_group(self) -> QGroupBox:
@@ -236,6 +247,7 @@ class ControlsPanel(QWidget):
             self.relative_radio.setChecked(s.relative)
             self.absolute_radio.setChecked(not s.relative)
             self.smoothing_slider.setValue(int(round(s.smoothing * 100)))
+            self.expression_slider.setValue(int(round(s.expression * 100)))
             self.margin_spin.setValue(s.crop_margin)
             for name in ("camera_resolution", "output_resolution", "engine"):
                 combo: QComboBox = self._widgets[name]
