@@ -109,6 +109,16 @@ def test_real_builder_passes_compile_option(monkeypatch, shipped):
     assert seen["options"].mode == "cudagraph" and seen["options"].dtype == "float16"
 
 
+def test_reenact_bench_reports_the_graph_engine_when_cuda_is_present(monkeypatch):
+    from reenact_app.commands.bench import default_engines
+
+    monkeypatch.setattr(select, "cuda_status", lambda: (False, "no CUDA"))
+    assert "torch-cudagraph" not in default_engines()
+    monkeypatch.setattr(select, "cuda_status", lambda: (True, "fake GPU"))
+    engines = default_engines()
+    assert engines[:2] == ("torch-cudagraph", "torch-cuda") and "onnxruntime-cpu" in engines
+
+
 def test_replay_failure_mid_run_switches_engine_and_reencodes(monkeypatch, shipped, frames, torch_outputs):
     _cuda_everywhere(monkeypatch, {"torch-cudagraph", "torch-cpu"})
     monkeypatch.setattr(

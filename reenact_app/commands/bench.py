@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", action="append", help="model preset (repeatable; default paper-rt)")
     p.add_argument("--engine", action="append",
                    help="engine (repeatable): torch-cpu, onnxruntime-cpu, onnxruntime-int8, torch-cuda, "
-                   "onnxruntime-cuda, tensorrt; default: the CPU ones")
+                   "torch-cudagraph, onnxruntime-cuda, tensorrt; default: the CPU ones, and where CUDA is "
+                   "present PyTorch CUDA graphs and PyTorch CUDA first")
     p.add_argument("--frames", type=int, default=20, help="timed frames per engine")
     p.add_argument("--checkpoint", help="benchmark these weights (uses their own config)")
     p.add_argument("--video", help="driving video for real frames (default: synthetic frames)")
@@ -30,6 +31,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-memory", action="store_true", help="skip the per-engine peak-RSS subprocesses")
     p.add_argument("--json", help="write the full report as JSON here")
     p.set_defaults(func=run)
+
+
+def default_engines() -> tuple[str, ...]:
+    """The CPU engines; where CUDA is present, the CUDA-graph engine and plain PyTorch CUDA before them."""
+    from reenact_app.benchmarking import BenchConfig
+    from reenact_app.engines.select import cuda_status
+
+    gpu = ("torch-cudagraph", "torch-cuda") if cuda_status()[0] else ()
+    return gpu + BenchConfig.engines
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--checkpoint benchmarks one model: give at most one --preset (it is only a label)")
     config = BenchConfig(
         presets=presets,
-        engines=tuple(args.engine or BenchConfig.engines),
+        engines=tuple(args.engine or default_engines()),
         frames=args.frames,
         checkpoint=args.checkpoint,
         video=args.video,
