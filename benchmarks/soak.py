@@ -1,6 +1,7 @@
 """Soak test of the live pipeline: hours-long calls must not leak, slow down or build up latency.
 
     python -m benchmarks.soak [--minutes 30] [--interval 5] [--switch-cycles 300] [--csv docs/soak.csv]
+                              [--call --record OUT.mp4]
 
 Phase 1 ("steady"): LivePipeline with the real engine (create_engine(None): the bundled weights, best
 engine available, wrapped in its runtime fallback) driven by a looping shared clip paced at its frame
@@ -11,6 +12,9 @@ process's CPU use and the machine's load average (other jobs compete for the CPU
 Phase 2 ("switch"): while the pipeline runs, `switch_cycles` rounds of avatar switching (re-detected
 from the picture each time), engine switching (PyTorch <-> ONNX Runtime when both are available) and
 calibration; one CSV row per cycle.
+
+`--call` runs the steady phase as a call does: full-resolution output into a 1280x720 virtual camera
+at a steady 30 fps (the fake backend) and, with `--record`, a real-time mp4 recording next to it.
 
 Pass criteria (printed at the end, exit code 1 if one fails), after `warmup` seconds:
   memory growth < 50 MB (median RSS of the last window minus the first window, each 10 % of samples);
@@ -231,22 +235,34 @@ def run_soak(
     png_path: Path | str | None = ROOT / "docs/soak.png",
     clip: Path | str = CLIP,
     engines=None,
+    call: bool = False,
+    record: Path | str | None = None,
 ) -> dict:
     """Runs both phases; returns {"rows", "criteria", "passed", "seconds"}. `engines`: (main, [switch...])
     to reuse engines (tests); default build_engines()."""
     from reenact_app.capture import VideoFileSource
     from reenact_app.images import load_avatar_image
     from reenact_app.pipeline import LivePipeline, PipelineConfig
-    from reenact_app.sinks import VirtualCamera, VirtualCameraConfig
+    from reenact_app.sinks import Recorder, RecorderConfig, VirtualCamera, VirtualCameraConfig
 
     duration = minutes * 60.0
     warmup_s = min(120.0, 0.2 * duration) if warmup_s is None else warmup_s
     main, extra = engines if engines is not None else build_engines(switch_cycles > 0)
     pictures = [load_avatar_image(p) for p in AVATARS]
+    if call:  # large portraits (the bundled paintings upscaled 4x; the pipeline caps them at 1280 px)
+        import cv2
+
+        pictures = [cv2.resize(p, None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC) for p in pictures]
     source = VideoFileSource(clip, loop=True, realtime=True)
-    vcam = VirtualCamera(VirtualCameraConfig(640, 480, 25, backend="reenact-fake"))
+    if call:
+        vcam = VirtualCamera(VirtualCameraConfig(1280, 720, 30, backend="reenact-fake", steady=True))
+    else:
+        vcam = VirtualCamera(VirtualCameraConfig(640, 480, 25, backend="reenact-fake"))
+    sinks = [vcam]
+    if record is not None:
+        sinks.append(Recorder(RecorderConfig(record, fps=25, size=(1280, 720), realtime=True)))
     probe = LatencyProbe()
-    pipe = LivePipeline(source, main, pictures[0], PipelineConfig(), sinks=[vcam], on_frame=probe)
+    pipe = LivePipeline(source, main, pictures[0], PipelineConfig(full_resolution=True), sinks=sinks, on_frame=probe)
     csv_path = Path(csv_path)
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
@@ -331,9 +347,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clip", default=str(CLIP), help="driving clip, looped")
     p.add_argument("--csv", default=str(ROOT / "docs/soak.csv"))
     p.add_argument("--png", default=str(ROOT / "docs/soak.png"))
+    p.add_argument("--call", action="store_true", help="1280x720 steady 30 fps virtual camera (as a call)")
+    p.add_argument("--record", help="also record the call to this mp4 (real-time pacing)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    result = run_soak(args.minutes, args.interval, args.warmup, args.switch_cycles, args.csv, args.png, args.clip)
+    result = run_soak(args.minutes, args.interval, args.warmup, args.switch_cycles, args.csv, args.png, args.clip,
+                      call=args.call, record=args.record)
     return report(result, "soak", f"{args.csv}, {args.png}")
 
 
