@@ -26,8 +26,12 @@ def _image(frame: np.ndarray) -> np.ndarray:
     return frame.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
 
 
-def calibration_feeds(folder: Path, frames: list[np.ndarray], jacobian: bool) -> dict[str, list[dict]]:
-    """Inputs of the kp detector and animate graphs for every frame, the first frame being the avatar."""
+def calibration_feeds(
+    folder: Path, frames: list[np.ndarray], jacobian: bool, avatars: list[np.ndarray] | None = None
+) -> dict[str, list[dict]]:
+    """Inputs of the kp detector and animate graphs for every frame, driving each avatar (default: the
+    first frame). Animate's activation ranges depend on the avatar's features: calibrating with the
+    driving person as the only avatar under-covers other identities."""
     import onnxruntime as ort
 
     manifest = read_manifest(folder)
@@ -35,13 +39,13 @@ def calibration_feeds(folder: Path, frames: list[np.ndarray], jacobian: bool) ->
         part: ort.InferenceSession(str(manifest.path(part)), providers=["CPUExecutionProvider"])
         for part in ("kp_detector", "source_encoder")
     }
-    _, avatar = avatar_feed(run, _image(frames[0]), jacobian, manifest.uses_source_image)
+    states = [avatar_feed(run, _image(a), jacobian, manifest.uses_source_image)[1] for a in avatars or frames[:1]]
     feeds: dict[str, list[dict]] = {"kp_detector": [], "animate": []}
     for frame in frames:
         image = _image(frame)
         feeds["kp_detector"].append({"image": image})
-        kp = run["kp_detector"].run(None, {"image": image})
-        feeds["animate"].append({**avatar, **dict(zip(kp_names(jacobian, "kp_driving"), kp))})
+        kp = dict(zip(kp_names(jacobian, "kp_driving"), run["kp_detector"].run(None, {"image": image})))
+        feeds["animate"].extend({**state, **kp} for state in states)
     return feeds
 
 
@@ -73,13 +77,18 @@ def quantize_export(folder: str | Path, frames: list[np.ndarray] | None = None) 
     folder = Path(folder)
     manifest = read_manifest(folder)
     calibration = f"{len(frames)} given frames" if frames else ""
+    avatars = None
     if not frames:
         from export.frames import bundled_driving_clip, sample_frames
+        from export.int8_gate import CALIBRATION_PORTRAIT, bundled_portrait
 
         clip = bundled_driving_clip()
         frames = sample_frames(clip, 8, manifest.image_size, offset=1)
-        calibration = f"{len(frames)} frames of {clip.name}" if clip else "synthetic images"
-    feeds = calibration_feeds(folder, frames, manifest.jacobian)
+        # The clip's person and a bundled portrait as avatars (the gate checks with the other portrait).
+        avatars = [frames[0], bundled_portrait(manifest.image_size, CALIBRATION_PORTRAIT)]
+        calibration = (f"{len(frames)} frames of {clip.name} driving its first frame and a bundled portrait"
+                       if clip else "synthetic images")
+    feeds = calibration_feeds(folder, frames, manifest.jacobian, avatars)
     added = {}
     for part in QUANTIZED_PARTS:
         source = manifest.path(part)

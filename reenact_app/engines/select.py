@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -57,6 +57,10 @@ class EngineOptions:
     # engine then uses torch.compile(mode="reduce-overhead") instead of its own capture
     device_index: int = 0
     runtime_fallback: bool = True  # wrap in FallbackEngine when slower candidates remain
+    # ONNX Runtime CPU with the int8 animate graph where it passes the parity gate (export/int8_gate.py);
+    # `onnxruntime-int8` always asks for it. A model that fails the gate runs fp32, said in the log.
+    cpu_int8: bool = False
+    int8_gate: Any = None  # export.int8_gate.Int8Gate; None: its defaults
 
 
 # -- availability probes (module-level so tests can monkeypatch them) ------------------------------
@@ -147,14 +151,28 @@ def build_candidate(candidate: str, model: ReenactModel, options: EngineOptions)
     if candidate.startswith("onnxruntime"):
         from reenact_app.engines.onnx_engine import OnnxRuntimeEngine, OrtOptions, ensure_export
 
-        int8 = candidate == "onnxruntime-int8"
+        int8 = candidate == "onnxruntime-int8" or (candidate == "onnxruntime-cpu" and options.cpu_int8)
         folder = ensure_export(model, _cache_dir(options), quantized=int8)
+        int8 = int8 and int8_passes_gate(model, folder, options)
         ort_options = OrtOptions(
             device="cuda" if candidate == "onnxruntime-cuda" else "cpu",
             intra_op_threads=options.threads, quantized=int8, cuda_device_id=options.device_index,
         )
         return OnnxRuntimeEngine(folder, ort_options)
     raise EngineError(f"unknown engine candidate {candidate!r}")
+
+
+def int8_passes_gate(model: ReenactModel, folder: Path, options: EngineOptions) -> bool:
+    """int8 only where its error against fp32, measured on real frames, is within the gate; else fp32."""
+    from export.int8_gate import Int8Gate, int8_parity
+
+    gate = options.int8_gate or Int8Gate()
+    parity = int8_parity(model, folder, gate)
+    if parity.passes(gate):
+        log.info(parity.line(gate))
+        return True
+    log.warning("%s: using the fp32 animate graph", parity.line(gate))
+    return False
 
 
 @dataclass
