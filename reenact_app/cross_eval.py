@@ -13,7 +13,6 @@ reference row), so a script can evaluate several session variants on the same da
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import time
@@ -25,6 +24,7 @@ import numpy as np
 
 from reenact_app.drive import DriverCrop
 from reenact_app.engines.base import Engine
+from reenact_app.expression import ExpressionSettings
 from reenact_app.session import AnimationSession, MotionSettings
 from reenact_common.errors import ConfigError
 from training import expression_metrics as X
@@ -154,12 +154,9 @@ def _load_avatar(path: Path, size: int, faces: Any) -> Avatar:
 
 
 def _avatar_mesh(crop: np.ndarray) -> np.ndarray | None:
-    """The avatar crop's face mesh, as the app computes it for expression retargeting (None when the
-    app has no such step or mediapipe finds no face)."""
-    try:
-        from reenact_app.drive import avatar_landmarks
-    except ImportError:
-        return None
+    """The avatar crop's face mesh, as the app computes it for expression retargeting (None: no face)."""
+    from reenact_app.drive import avatar_landmarks
+
     return avatar_landmarks(crop)
 
 
@@ -208,20 +205,14 @@ SessionFactory = Callable[[Engine], AnimationSession]
 
 
 def default_session(engine: Engine) -> AnimationSession:
-    """The app's defaults: relative motion, first frame as the calibrated neutral, adapt scale on."""
+    """The app's defaults: relative motion, first frame as the calibrated neutral, adapt scale on,
+    expression retargeting at strength 1."""
     return AnimationSession(engine, MotionSettings())
-
-
-def _set_avatar(session: AnimationSession, avatar: Avatar) -> None:
-    if "landmarks" in inspect.signature(session.set_avatar).parameters:
-        session.set_avatar(avatar.crop, landmarks=avatar.mesh)
-    else:
-        session.set_avatar(avatar.crop)
 
 
 def drive_avatar(session: AnimationSession, avatar: Avatar, drivers: Iterable[DriverCrop]) -> list[np.ndarray]:
     """One (clip, avatar) pair, exactly as the app drives it: fresh calibration on the first frame."""
-    _set_avatar(session, avatar)
+    session.set_avatar(avatar.crop, landmarks=avatar.mesh)
     session.calibrate()
     return [session.animate(d.crop, landmarks=d.landmarks) for d in drivers]
 
@@ -324,19 +315,20 @@ class CrossReport:
 
 
 def evaluate_cross(engine: Engine, data: CrossData, *, session_factory: SessionFactory | None = None,
-                   settings: MotionSettings | None = None, reference: bool = False, strip: str | Path | None = None,
-                   label: str = "", progress: bool = True) -> CrossReport:
+                   settings: MotionSettings | None = None, expression: ExpressionSettings | None = None,
+                   reference: bool = False, strip: str | Path | None = None, label: str = "",
+                   progress: bool = True) -> CrossReport:
     """Drive every avatar with every clip; score model (and the mesh-warp reference when asked).
 
     `session_factory(engine)` builds the session for each pair (default: the app's defaults); `settings`
-    is the shortcut for a plain `AnimationSession(engine, settings)`. A strip (JPEG) shows the clip whose
-    driver moves the mouth most."""
+    and `expression` are the shortcut for `AnimationSession(engine, settings, expression)`. A strip (JPEG)
+    shows the clip whose driver moves the mouth most."""
     from tqdm import tqdm
 
     from training.metrics import load_face_models
 
     if session_factory is None:
-        session_factory = (lambda e: AnimationSession(e, settings)) if settings is not None else default_session
+        session_factory = lambda e: AnimationSession(e, settings or MotionSettings(), expression)  # noqa: E731
     faces = load_face_models()
     strip_clip = max(data.clips, key=lambda c: c.track.features["mouth"].std()).clip_id if strip else None
     strip_rows: list[tuple[str, list[np.ndarray]]] = []

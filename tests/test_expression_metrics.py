@@ -154,7 +154,7 @@ def test_evaluate_cross_cli_writes_json_and_strip(tmp_path: Path, clips_dir: Pat
     assert image is not None
     assert (image.shape[0] // 192, image.shape[1] // 192) == (4, 6)  # driver, 2 avatars, mesh warp; 6 columns
     printed = capsys.readouterr().out
-    assert "| model (bundled weights) |" in printed and "| mesh-warp reference |" in printed
+    assert "| model (bundled weights, expression 1) |" in printed and "| mesh-warp reference |" in printed
 
 
 def test_evaluate_cross_cli_missing_avatar_is_one_clear_error(tmp_path: Path, capsys):
@@ -164,3 +164,13 @@ def test_evaluate_cross_cli_missing_avatar_is_one_clear_error(tmp_path: Path, ca
     assert code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "avatar image(s) not found" in err[0] and "nobody.jpg" in err[0]
+
+
+def test_strip_columns_are_the_neutral_frame_the_widest_mouths_and_the_blinks(driver):
+    from training.expression_strip import pick_columns
+
+    mouth, eyes = driver.features["mouth"], driver.features["eyes"]
+    columns = pick_columns(mouth, eyes, count=6, min_gap=2)
+    assert columns[0] == 0 and len(columns) == 6 and columns == sorted(set(columns))
+    assert int(np.argmax(mouth)) in columns and int(np.argmin(eyes)) in columns
+    assert all(b - a >= 2 for a, b in zip(columns, columns[1:]))

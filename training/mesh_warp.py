@@ -15,9 +15,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from training.expression_metrics import INNER_LIP_PAIRS, inter_ocular_distance
+from training.expression_metrics import INNER_LIP_PAIRS, LEFT_EYE, RIGHT_EYE, inter_ocular_distance
 
 BORDER_POINTS_PER_SIDE = 3  # corners plus evenly spaced points on each edge keep the background still
+# (upper, lower) points that meet when the mouth or an eye closes: inner lips, then both eyes' lids
+CLOSING_PAIRS = (*INNER_LIP_PAIRS, (37, 41), (38, 40), (43, 47), (44, 46))
 
 
 def border_points(size: int, per_side: int = BORDER_POINTS_PER_SIDE) -> np.ndarray:
@@ -69,12 +71,24 @@ class MeshWarp:
         scale = self.avatar_iod / max(inter_ocular_distance(driver_reference), 1e-6)
         moved = self.points.copy()
         moved[:68] += (np.asarray(driver_landmarks, np.float64) - np.asarray(driver_reference, np.float64)) * scale
+        close_without_crossing(moved)
         return moved
 
     def warp(self, driver_landmarks: np.ndarray, driver_reference: np.ndarray) -> np.ndarray:
         """The avatar with its landmarks where the driver's motion puts them (uint8 RGB)."""
         return warp_piecewise_affine(self.avatar, self.points, self.target_points(driver_landmarks, driver_reference),
                                      self.triangles)
+
+
+def close_without_crossing(points: np.ndarray) -> None:
+    """A driver whose neutral frame is mid-word (mouth open) closes the mouth by more than a closed-mouth
+    avatar can: the upper inner lip would pass below the lower one (likewise the lids in a blink from wide
+    eyes), which draws an open, inverted mouth. Such a pair meets at its midpoint instead (in place)."""
+    eye_line = points[LEFT_EYE].mean(0) - points[RIGHT_EYE].mean(0)
+    down = np.array([-eye_line[1], eye_line[0]]) / max(float(np.linalg.norm(eye_line)), 1e-6)
+    for upper, lower in CLOSING_PAIRS:
+        if (points[lower] - points[upper]) @ down < 0:
+            points[upper] = points[lower] = (points[upper] + points[lower]) / 2.0
 
 
 def _target_to_source_affines(source: np.ndarray, target: np.ndarray, triangles: np.ndarray) -> np.ndarray:

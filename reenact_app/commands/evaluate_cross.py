@@ -36,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", dest="json_out", help="write the full report (summary and every pair) here")
     p.add_argument("--strip", help="frame strip (JPEG): driver row, avatar rows, at mouth openings and blinks")
     p.add_argument("--reference", action="store_true", help="add the classical mesh-warp row")
+    p.add_argument("--expression", type=float, default=1.0, metavar="STRENGTH",
+                   help="expression retargeting strength, as in the app and reenact animate (0: off, 1: the "
+                   "app's default)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for inference (0: all available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -55,9 +58,11 @@ def run(args: argparse.Namespace) -> int:
     from models import load_checkpoint
     from reenact_app.cross_eval import default_avatar_paths, evaluate_cross, load_cross_data
     from reenact_app.engines.select import EngineOptions, create_engine
+    from reenact_app.expression import ExpressionSettings
     from reenact_common.errors import MediaError
 
     _check_outputs(args.json_out, args.strip, MediaError)  # before any slow work
+    expression = ExpressionSettings(strength=args.expression)  # a bad strength fails here, not after loading
     if args.threads:
         import torch
 
@@ -70,9 +75,10 @@ def run(args: argparse.Namespace) -> int:
     engine = create_engine(model, args.engine, options=EngineOptions(threads=args.threads))
     del model
     try:
-        report = evaluate_cross(engine, data, reference=args.reference, strip=args.strip,
-                                label=Path(args.checkpoint).name if args.checkpoint else "bundled weights",
-                                progress=not args.no_progress)
+        weights = Path(args.checkpoint).name if args.checkpoint else "bundled weights"
+        report = evaluate_cross(engine, data, expression=expression,
+                                reference=args.reference, strip=args.strip,
+                                label=f"{weights}, expression {args.expression:g}", progress=not args.no_progress)
     finally:
         engine.close()
     if args.json_out:
