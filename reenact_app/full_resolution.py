@@ -160,7 +160,8 @@ class FullResolutionCompositor:
             prediction = cv2.resize(prediction, (self.model_size, self.model_size), interpolation=cv2.INTER_LINEAR)
         face = self.upscale(prediction)
         if animation.motion is not None:
-            visible = self._up(np.ascontiguousarray(animation.motion.visibility, np.float32))
+            visibility = np.ascontiguousarray(animation.motion.visibility, np.float32)
+            visible = self._up(visibility, visibility.shape[0])
             # (v * warped + (1 - v) * upscaled) / (v + (1 - v)): cv2's vectorised weighted blend.
             face = cv2.blendLinear(self.warp_avatar(animation.motion.displacement), face, visible, 1.0 - visible)
         x0, y0, x1, y1 = self.rect

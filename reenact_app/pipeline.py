@@ -328,6 +328,7 @@ class LivePipeline:
             if self._avatar is not None:
                 self._avatar = _Avatar(self._avatar.source, engine.image_size, self.config.max_avatar_side)
                 self.session.set_avatar(self._avatar.crop, self._avatar.landmarks)
+                self._avatar.prepare(self.config)
             self._reset_motion_filters()
 
         self._submit(apply)
