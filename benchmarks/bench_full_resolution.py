@@ -9,7 +9,8 @@ here, never committed. The bundled weights (paper-rt) drive it.
 1. Sharpness: Laplacian variance over the face (the middle half of the crop box) of the output, as a
    fraction of the avatar's own, for full resolution and for the upscaled crop, on still frames (driver =
    reference) and moving frames (a shared talking-head clip, face-tracker crops).
-2. Speed: the live pipeline end to end (GRID clip as fast as it goes, face tracker, 1280x720 fake virtual
+2. Composite: the compositing step alone at face boxes of 256, 512 and 1024 px (interleaved).
+3. Speed: the live pipeline end to end (GRID clip as fast as it goes, face tracker, 1280x720 fake virtual
    camera), full resolution off and on, interleaved over `--rounds` rounds; fps and the per-stage table.
 
 Writes benchmarks/results/full-resolution.json (and, with --image, a side-by-side JPEG of the middle of
@@ -133,6 +134,33 @@ def bench_sharpness(engine, portrait: np.ndarray, frames: int, image_path: Path 
     return result
 
 
+def bench_composite(engine, sides: tuple[int, ...], repeats: int) -> dict:
+    """The composite step alone (ms per frame, median), full resolution vs the plain paste-back,
+    interleaved, for several face-box sizes; one real animated frame each."""
+    from reenact_app.full_resolution import FullResolutionCompositor
+    from reenact_app.tracking import prepare_avatar
+
+    rows = {}
+    for side in sides:
+        portrait = large_portrait(side)
+        avatar = prepare_avatar(portrait, 256)
+        source = engine.encode_source(avatar.crop)
+        animation = engine.animate_with_motion(source, engine.detect_keypoints(avatar.crop[:, ::-1].copy()))
+        compositor = FullResolutionCompositor(avatar.image, avatar.box, 256)
+        full, plain = [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            compositor.compose(animation)
+            t1 = time.perf_counter()
+            avatar.paste_back(animation.image)
+            t2 = time.perf_counter()
+            full.append((t1 - t0) * 1000)
+            plain.append((t2 - t1) * 1000)
+        rows[str(side)] = {"box_px": round(avatar.box.size, 1), "full_resolution_ms": float(np.median(full)),
+                           "upscaled_256_ms": float(np.median(plain))}
+    return rows
+
+
 def run_pipeline(engine, portrait: np.ndarray, frames: int, full_resolution: bool) -> dict:
     from reenact_app.capture import VideoFileSource
     from reenact_app.pipeline import LivePipeline, PipelineConfig
@@ -204,6 +232,11 @@ def main() -> int:
         r = sharp[kind]
         print(f"{kind:<8} {r['frames']:>4} {r['upscaled_256']['mean']:>15.1%} / {r['upscaled_256']['min']:>6.1%}"
               f" {r['full_resolution']['mean']:>17.1%} / {r['full_resolution']['min']:>6.1%}")
+    result["composite_ms"] = comp = bench_composite(engine, (256, 512, 1024), 30)
+    print("\n== composite step alone, ms per frame (median of 30, interleaved) ==")
+    print(f"{'face box px':>12} {'upscaled 256':>13} {'full resolution':>16}")
+    for row in comp.values():
+        print(f"{row['box_px']:12.0f} {row['upscaled_256_ms']:13.1f} {row['full_resolution_ms']:16.1f}")
     result["speed"] = speed = bench_speed(engine, portrait, args.frames, args.rounds)
     print(f"\n== live pipeline, {engine.describe()}, {args.crop_side} px face box, 1280x720 fake camera ==")
     stages = list(speed["upscaled_256"]["stage_ms_mean"])
