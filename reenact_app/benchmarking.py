@@ -195,6 +195,9 @@ class _Baseline:
             self.times["frame_cpu"].append(time.process_time() - c0)
 
 
+EagerBaseline = _Baseline  # public name: other benchmarks time the upstream-style baseline too
+
+
 def _prepare_onnx(model, options, frames: list[np.ndarray], int8: bool) -> None:
     """Export once (cached) and calibrate int8 on the benchmark's real frames, not synthetic ones."""
     from export.onnx_export import read_manifest

@@ -1,0 +1,172 @@
+"""End-to-end `reenact animate` per frame, by stage, against upstream FOMM's eager model alone, same run.
+
+Each round runs the upstream-style eager fp32 baseline (model only: both keypoint detections and the full
+generator per frame) on the driving clip's centre crops, then the app's offline loop (the code of `reenact
+animate`: decode and face-tracker crop in a background thread, keypoints, relative motion, animate,
+H.264 encode) once per engine, so a load change hits all of them alike. Stages: decode, crop (face
+tracker), keypoints, animate, encode (wall ms per frame; decode and crop overlap inference); plus the
+process CPU time per frame, which other processes' load barely changes.
+
+    python -m benchmarks.bench_end_to_end --preset paper-rt                 # bundled weights, default engine
+    python -m benchmarks.bench_end_to_end --preset fomm-vox256 --engine auto --engine onnxruntime-int8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from reenact_app.engines.base import Engine
+
+log = logging.getLogger("bench_end_to_end")
+
+REPO = Path(__file__).resolve().parent.parent
+DRIVING = REPO / "assets" / "driving" / "demo.mp4"
+AVATAR = REPO / "assets" / "avatars" / "monalisa.jpg"
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class TimedEngine(Engine):
+    """Passes every call through to `inner`, summing the wall time of keypoints and animate."""
+
+    def __init__(self, inner: Engine):
+        self.inner, self.kp_s, self.animate_s = inner, 0.0, 0.0
+        self.name, self.device, self.image_size = inner.name, inner.device, inner.image_size
+
+    def describe(self) -> str:
+        return self.inner.describe()
+
+    def encode_source(self, image):
+        return self.inner.encode_source(image)
+
+    def detect_keypoints(self, image):
+        t = time.perf_counter()
+        try:
+            return self.inner.detect_keypoints(image)
+        finally:
+            self.kp_s += time.perf_counter() - t
+
+    def animate(self, source, kp_driving):
+        t = time.perf_counter()
+        try:
+            return self.inner.animate(source, kp_driving)
+        finally:
+            self.animate_s += time.perf_counter() - t
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def run_app(model, engine_name: str, frames: int, threads: int, output: Path) -> dict:
+    """The offline loop of `reenact animate` with default settings; ms per frame by stage."""
+    from reenact_app.drive import StageTimes, drive, make_croppers
+    from reenact_app.engines.select import EngineOptions, create_engine
+    from reenact_app.images import load_avatar_image
+    from reenact_app.session import AnimationSession, MotionSettings
+    from reenact_common.video_io import VideoWriter, iter_frames, probe_video
+
+    engine = TimedEngine(create_engine(model, engine_name, options=EngineOptions(threads=threads)))
+    size = model.config.image_size
+    croppers = make_croppers(True, size)
+    session = AnimationSession(engine, MotionSettings(relative=True, adapt_scale=False))
+    session.set_avatar(croppers.avatar(load_avatar_image(str(AVATAR))))
+    times, fps = StageTimes(), probe_video(DRIVING).fps
+    c0, t0 = cpu_seconds(), time.perf_counter()
+    with VideoWriter(output, fps, (size, size)) as writer:
+        driven = drive(session, croppers, iter_frames(DRIVING, frames), fps, times)
+        try:
+            for frame in driven:
+                t = time.perf_counter()
+                writer.write(frame.output)
+                times.encode += time.perf_counter() - t
+        finally:
+            driven.close()
+            croppers.close()
+    wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+    n = max(1, times.frames)
+    description = engine.describe()
+    engine.close()
+    ms = {stage: 1000 * value / n for stage, value in (
+        ("decode", times.decode), ("crop", times.crop), ("keypoints", engine.kp_s), ("animate", engine.animate_s),
+        ("motion_and_session", times.model - engine.kp_s - engine.animate_s), ("encode", times.encode))}
+    return {"engine": engine_name, "description": description, "frames": times.frames,
+            "frame_ms": 1000 * wall / n, "fps": n / wall, "cpu_ms_per_frame": 1000 * cpu / n, "stages_ms": ms}
+
+
+def run_upstream(model, frames: list[np.ndarray], avatar: np.ndarray) -> dict:
+    from reenact_app.benchmarking import EagerBaseline
+
+    baseline = EagerBaseline(model, avatar)
+    baseline.step(frames[0], record=False)
+    c0 = cpu_seconds()
+    for frame in frames:
+        baseline.step(frame)
+    wall = baseline.times["frame"]
+    return {"engine": "upstream eager fp32, model only", "frames": len(frames), "frame_ms": 1000 * float(np.median(wall)),
+            "cpu_ms_per_frame": 1000 * (cpu_seconds() - c0) / len(frames)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="paper-rt", help="paper-rt: the bundled weights; others: random weights")
+    parser.add_argument("--engine", action="append", help="repeatable (default: auto, i.e. the default settings)")
+    parser.add_argument("--frames", type=int, default=40, help="driving frames per engine and round")
+    parser.add_argument("--baseline-frames", type=int, default=5, help="upstream eager frames per round")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=0, help="0: every core (the default settings)")
+    parser.add_argument("--out", help="JSON path (default benchmarks/results/end-to-end-PRESET.json)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+    import torch
+
+    from models import build_model, load_checkpoint
+    from reenact_app.benchmarking import hardware
+    from reenact_common.video_io import centre_crop, read_frames
+
+    torch.manual_seed(0)
+    model = load_checkpoint(None) if args.preset == "paper-rt" else build_model(args.preset).eval()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    size = model.config.image_size
+    clip = [centre_crop(f, size) for f in read_frames(DRIVING, args.baseline_frames + 1)]
+    rounds = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for index in range(args.rounds):
+            row = {"upstream": run_upstream(model, clip[1:], clip[0]), "app": []}
+            for name in args.engine or ["auto"]:
+                row["app"].append(run_app(model, name, args.frames, args.threads, Path(tmp) / f"{name}.mp4"))
+                log.info("round %d %s: %.1f ms/frame end to end (%.1f fps), upstream model-only %.1f ms", index, name,
+                         row["app"][-1]["frame_ms"], row["app"][-1]["fps"], row["upstream"]["frame_ms"])
+            rounds.append(row)
+    summary = {}
+    for i, name in enumerate(args.engine or ["auto"]):
+        ratios = [r["upstream"]["frame_ms"] / r["app"][i]["frame_ms"] for r in rounds]
+        cpu_ratios = [r["upstream"]["cpu_ms_per_frame"] / r["app"][i]["cpu_ms_per_frame"] for r in rounds]
+        summary[name] = {"speedup_vs_upstream_wall": ratios, "speedup_vs_upstream_cpu": cpu_ratios,
+                         "fps": [r["app"][i]["fps"] for r in rounds]}
+        print(f"{args.preset} {name}: end to end vs upstream eager model-only, same round: wall "
+              f"{', '.join(f'{x:.2f}x' for x in ratios)}; CPU {', '.join(f'{x:.2f}x' for x in cpu_ratios)}; fps "
+              f"{', '.join(f'{x:.1f}' for x in summary[name]['fps'])}")
+    report = {"kind": "end-to-end", "preset": args.preset, "hardware": hardware(), "threads": args.threads,
+              "weights": "bundled" if args.preset == "paper-rt" else "random", "rounds": rounds, "summary": summary}
+    out = Path(args.out) if args.out else REPO / "benchmarks" / "results" / f"end-to-end-{args.preset}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
