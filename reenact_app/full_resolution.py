@@ -66,7 +66,7 @@ def _bounding_rect(inverse: np.ndarray, size: int, width: int, height: int) -> t
     points = corners @ inverse[:, :2].T + inverse[:, 2]
     x0, y0 = np.floor(points.min(0)).astype(int)
     x1, y1 = np.ceil(points.max(0)).astype(int)
-    return max(0, x0), max(0, y0), min(width, x1), min(height, y1)
+    return max(0, int(x0)), max(0, int(y0)), min(width, int(x1)), min(height, int(y1))
 
 
 def _scaled_matrix(matrix: np.ndarray, factor_x: float, factor_y: float) -> np.ndarray:

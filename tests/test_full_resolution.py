@@ -81,6 +81,27 @@ def test_displacement_moves_the_portrait_by_the_matching_number_of_pixels():
     assert inner.max() <= 1  # bilinear at a 1/32-pixel fixed point
 
 
+def test_displacement_follows_a_rotated_crop():
+    """With the crop rotated (align_roll), a displacement along the crop's x axis moves the portrait along
+    that axis: the expected offset comes from the box's corners, independently of its matrix."""
+    rng = np.random.default_rng(1)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (700, 700, 3), dtype=np.uint8), (0, 0), 3)
+    box = CropBox(350.0, 350.0, 400.0, angle=30.0)
+    compositor = FullResolutionCompositor(image, box, 256, FullResolutionConfig(feather=0.0))
+    step = 0.03  # crop units
+    displacement = np.zeros((64, 64, 2), np.float32)
+    displacement[..., 0] = step
+    top_left, top_right = box.corners()[:2]
+    offset = (top_right - top_left) / 256 * step * 255 / 2  # one crop pixel along x, in portrait pixels
+    x0, y0, x1, y1 = compositor.rect
+    xs, ys = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
+    expected = cv2.remap(image, xs + np.float32(offset[0]), ys + np.float32(offset[1]), cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)
+    got = compositor.warp_avatar(displacement)
+    assert np.hypot(*offset) > 3  # a real move
+    assert np.abs(got.astype(int) - expected.astype(int))[40:-40, 40:-40].max() <= 1
+
+
 def test_no_seam_at_the_paste_back_border():
     """A synthetic smooth avatar and a model output 40 levels brighter everywhere the decoder stands:
     the feathered paste-back crosses the border without a jump; a hard paste would jump by 40."""
