@@ -289,6 +289,8 @@ class CrossReport:
                       "identity_distance": "dlib embedding L2, output frame to avatar crop (same person < ~0.6)",
                       "face_lost": "fraction of output frames where dlib's detector finds no face"},
             "summary": rows,
+            "model_by_avatar": {name: X.summarise([p for p in self.model if p.avatar == name]).to_dict()
+                                for name in self.avatars},
             "pairs": {"model": [p.to_dict() for p in self.model],
                       **({"mesh_warp": [p.to_dict() for p in self.reference]} if self.reference else {})},
             "seconds": self.seconds,

@@ -148,6 +148,8 @@ def test_evaluate_cross_cli_writes_json_and_strip(tmp_path: Path, clips_dir: Pat
         summary = report["summary"][row]
         assert summary["frames"] == 16 and 0.0 <= summary["face_lost"] <= 1.0
         assert 0.0 < summary["identity_distance"] < 1.0
+    assert set(report["model_by_avatar"]) == {"monalisa", "gogol"}
+    assert report["model_by_avatar"]["gogol"]["pairs"] == 1
     pair = report["pairs"]["mesh_warp"][0]["features"]["mouth"]
     assert pair["counted"] and pair["r"] > 0.5  # the warp moves the lips exactly
     image = cv2.imread(str(strip))
