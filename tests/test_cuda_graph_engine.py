@@ -168,6 +168,17 @@ def test_keypoints_match_and_avatar_switch_copies_buffers(shipped, frames):
     assert _diff(outs[0], outs[1]).mean() > 1.0
 
 
+def test_motion_for_full_resolution_matches_the_torch_engine(shipped, frames):
+    graph, reference = CudaGraphEngine(shipped, CPU_EAGER), TorchEngine(shipped)
+    kp = reference.detect_keypoints(frames[1])
+    ours = graph.animate_with_motion(graph.encode_source(frames[0]), kp)
+    theirs = reference.animate_with_motion(reference.encode_source(frames[0]), kp)
+    assert _diff(ours.image, theirs.image).max() <= 1
+    np.testing.assert_allclose(ours.motion.displacement, theirs.motion.displacement, atol=1e-5)
+    np.testing.assert_allclose(ours.motion.visibility, theirs.motion.visibility, atol=1e-5)
+    assert np.abs(ours.motion.displacement).max() > 1e-3  # a real motion, not zeros
+
+
 def test_bad_input_is_one_clear_error(shipped, frames):
     graph = CudaGraphEngine(shipped, CPU_EAGER)
     with pytest.raises(EngineError, match="256x256x3 crops"):

@@ -11,6 +11,8 @@ call's kernels at once. What that needs, and what this engine does:
   no re-capture: every avatar has the same shapes);
 - fp16 (or bf16) with channels-last convolutions; uint8 <-> float conversion inside the graph, so
   each call moves one small host->device copy in and one device->host copy out, then synchronises once.
+  The motion behind the image (for full-resolution output) stays on the device unless
+  `animate_with_motion` asks for it: then two more copies ride the same synchronisation.
 
 `StaticGraph` has a second mode, "eager", which runs the same function over the same static buffers
 without capturing: the CPU path the tests use to check this engine's buffer logic against the PyTorch
@@ -30,14 +32,15 @@ import numpy as np
 import torch
 
 from models import ReenactModel
-from reenact_app.engines.base import Engine, Keypoints, SourceState
+from reenact_app.engines.base import Animation, Engine, Keypoints, SourceState, motion_from_outputs
 from reenact_common.errors import EngineError
 
 log = logging.getLogger(__name__)
 
 MODES = ("cudagraph", "compile", "eager")
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-AVATAR_KEY = "_graph_avatar"  # SourceState.tensors entry: which avatar these tensors are (a counter)
+AVATAR_KEY = "_graph_avatar"
+MOTION_KEYS = ("displacement", "visibility")  # generator.animate's motion outputs (full-resolution output)  # SourceState.tensors entry: which avatar these tensors are (a counter)
 
 Buffers = dict[str, torch.Tensor]
 
@@ -134,6 +137,7 @@ class CudaGraphEngine(Engine):
         self._kp_host_in = torch.zeros((1, self._kp_width()), dtype=torch.float32, pin_memory=pin)
         self._kp_host_out = torch.zeros((1, self._kp_width()), dtype=torch.float32, pin_memory=pin)
         self._image_host = torch.zeros((1, size, size, 3), dtype=torch.uint8, pin_memory=pin)
+        self._motion_host: dict[str, torch.Tensor] | None = None  # pinned, on the first animate_with_motion
 
     def describe(self) -> str:
         precision = {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32"}[self.options.dtype]
@@ -167,10 +171,14 @@ class CudaGraphEngine(Engine):
 
     def _animate_fn(self, inputs: Buffers) -> Buffers:
         avatar = {key: inputs[key] for key in self._avatar}
-        prediction = self.model.generator.animate(avatar, self._unpack(inputs["kp_driving"]))["prediction"]
+        out = self.model.generator.animate(avatar, self._unpack(inputs["kp_driving"]))
         # The same rounding as the PyTorch engine's to_image, done on the device: uint8 crosses the bus.
-        image = prediction.float().clamp(0, 1).mul(255).round().to(torch.uint8)
-        return {"image": image.permute(0, 2, 3, 1).contiguous()}
+        image = out["prediction"].float().clamp(0, 1).mul(255).round().to(torch.uint8)
+        result = {"image": image.permute(0, 2, 3, 1).contiguous()}
+        for key in MOTION_KEYS:
+            if key in out:
+                result[key] = out[key].float().contiguous()
+        return result
 
     def _encode(self, frame: torch.Tensor) -> Buffers:
         source = self._image(frame)
@@ -221,6 +229,22 @@ class CudaGraphEngine(Engine):
         self._load_avatar(source)
         self._upload(self._kp_host_in, self._kp_in, self._kp_row(kp_driving))
         return self._download(self._animate_graph.run()["image"], self._image_host)[0].copy()
+
+    @torch.no_grad()
+    def animate_with_motion(self, source: SourceState, kp_driving: Keypoints) -> Animation:
+        self._load_avatar(source)
+        self._upload(self._kp_host_in, self._kp_in, self._kp_row(kp_driving))
+        outputs = self._animate_graph.run()
+        if not all(key in outputs for key in MOTION_KEYS):
+            return Animation(self._download(outputs["image"], self._image_host)[0].copy())
+        if self._motion_host is None:
+            self._motion_host = {key: torch.zeros(outputs[key].shape, dtype=torch.float32, pin_memory=self._cuda)
+                                 for key in MOTION_KEYS}
+        for key in MOTION_KEYS:  # queued before the image's copy, so its synchronisation covers them
+            self._motion_host[key].copy_(outputs[key], non_blocking=self._cuda)
+        image = self._download(outputs["image"], self._image_host)[0].copy()
+        motion = motion_from_outputs(*(self._motion_host[key].numpy().copy() for key in MOTION_KEYS))
+        return Animation(image, motion)
 
     def _load_avatar(self, source: SourceState) -> None:
         avatar_id = source.tensors.get(AVATAR_KEY)
