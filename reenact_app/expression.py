@@ -10,9 +10,11 @@ taken relative to the calibrated neutral frame, and imposed on the avatar:
   centre) are set apart by the driver's change in lip gap, in units of each face's inter-ocular distance;
   the generator draws the opened mouth;
 - eyes: an image-space lid warp on the model's output closes each eye by the driver's relative eye
-  closure: the skin above the upper lid is stretched down over the eye, as a lid does. The avatar's lid
-  geometry comes from its face mesh at rest and follows the head through a similarity fitted to the
-  model's upper-face keypoints.
+  closure: the skin above the upper lid is stretched down over the eye, as a lid does;
+- brows: an image-space lift moves each brow by the driver's change in brow height (no keypoint sits
+  on a brow's motion alone: moving the model's brow keypoints moves the whole forehead).
+  The avatar's lid and brow geometry comes from its face mesh at rest and follows the head through a
+  similarity fitted to the model's upper-face keypoints.
 
 Everything here is numpy/OpenCV on keypoints and on the output image, so every engine gets it.
 """
@@ -33,6 +35,8 @@ log = logging.getLogger(__name__)
 UPPER_INNER_LIP, LOWER_INNER_LIP = 13, 14
 # per eye: outer corner, inner corner, upper lid centre, lower lid centre (image-left eye first)
 EYES = ((33, 133, 159, 145), (362, 263, 386, 374))
+# per brow, its upper edge from the outer to the inner end (image-left brow first)
+BROWS = ((70, 63, 105, 66, 107), (300, 293, 334, 296, 336))
 
 
 @dataclass
@@ -42,6 +46,7 @@ class ExpressionSettings:
     strength: float = 1.0
     mouth: bool = True
     eyes: bool = True
+    brows: bool = True
     # kp-units of lip-keypoint separation per unit of visible lip gap: the generator opens the mouth
     # less than the keypoints part (chosen by the cross-identity mouth gain, docs/evaluation.md)
     mouth_gain: float = 1.6
@@ -49,6 +54,7 @@ class ExpressionSettings:
     eye_dead_zone: float = 0.12  # relative eye-aspect drops below this are noise
     eye_closed_ratio: float = 0.3  # eye aspect at a full blink, relative to the neutral frame
     upper_lip_share: float = 0.3  # the jaw drops: the lower lip takes the larger part of the opening
+    brow_dead_zone: float = 0.01  # brow-height changes below this (in inter-ocular distances) are noise
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.strength <= 3.0:
@@ -56,7 +62,7 @@ class ExpressionSettings:
 
     @property
     def active(self) -> bool:
-        return self.strength > 0 and (self.mouth or self.eyes)
+        return self.strength > 0 and (self.mouth or self.eyes or self.brows)
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,7 @@ class Openness:
 
     mouth: float  # inner-lip gap / inter-ocular distance
     eyes: tuple[float, float]  # eye aspect ratio, image-left eye first
+    brows: tuple[float, float]  # brow height above its eye's corner line / inter-ocular distance
 
     @classmethod
     def of(cls, landmarks: np.ndarray) -> "Openness":
@@ -73,7 +80,9 @@ class Openness:
         mouth = float(np.linalg.norm(lm[UPPER_INNER_LIP] - lm[LOWER_INNER_LIP]) / iod)
         eyes = tuple(float(np.linalg.norm(lm[up] - lm[low]) / max(np.linalg.norm(lm[a] - lm[b]), 1e-6))
                      for a, b, up, low in EYES)
-        return cls(mouth, eyes)  # type: ignore[arg-type]
+        brows = tuple(float(np.linalg.norm(lm[list(brow)].mean(0) - lm[[a, b]].mean(0)) / iod)
+                      for brow, (a, b, _, _) in zip(BROWS, EYES))
+        return cls(mouth, eyes, brows)  # type: ignore[arg-type]
 
 
 def inter_ocular_distance(landmarks: np.ndarray) -> float:
@@ -95,6 +104,17 @@ class EyeShape:
 
 
 @dataclass(frozen=True)
+class BrowShape:
+    """One avatar brow at rest, in crop pixels."""
+
+    centre: np.ndarray  # (2,)
+    x_axis: np.ndarray  # unit (2,), along the brow
+    y_axis: np.ndarray  # unit (2,), "up" on the face
+    half_width: float
+    reach: float  # how far above and below the brow the lift fades out (pixels)
+
+
+@dataclass(frozen=True)
 class AvatarFace:
     """What retargeting needs of one avatar, measured once."""
 
@@ -107,6 +127,7 @@ class AvatarFace:
     lip_separation: float  # lower minus upper lip keypoint along `down`, keypoint units, at rest
     anchors: np.ndarray  # indices of the upper-face keypoints that carry the head's similarity
     eyes: tuple[EyeShape, EyeShape]
+    brows: tuple[BrowShape, BrowShape]
 
     @classmethod
     def measure(cls, landmarks: np.ndarray, keypoints: np.ndarray, size: int) -> "AvatarFace":
@@ -132,7 +153,19 @@ class AvatarFace:
         if len(anchors) < 2:
             anchors = np.argsort(heights)[:2]
         eyes = tuple(_eye_shape(lm, idx, -down) for idx in EYES)
-        return cls(size, Openness.of(lm), iod, down, upper, lower, separation, anchors, eyes)  # type: ignore[arg-type]
+        brows = tuple(_brow_shape(lm, idx, -down, iod) for idx in BROWS)
+        return cls(size, Openness.of(lm), iod, down, upper, lower, separation, anchors, eyes,  # type: ignore[arg-type]
+                   brows)  # type: ignore[arg-type]
+
+
+def _brow_shape(lm: np.ndarray, idx: tuple[int, ...], up: np.ndarray, iod: float) -> BrowShape:
+    points = lm[list(idx)]
+    x_axis = (points[-1] - points[0]) / max(np.linalg.norm(points[-1] - points[0]), 1e-6)
+    y_axis = np.array([x_axis[1], -x_axis[0]])
+    if y_axis @ up < 0:
+        y_axis = -y_axis
+    return BrowShape(points.mean(0), x_axis, y_axis, float(np.linalg.norm(points[-1] - points[0]) / 2.0),
+                     0.3 * iod)
 
 
 def _eye_shape(lm: np.ndarray, idx: tuple[int, int, int, int], up: np.ndarray) -> EyeShape:
@@ -201,6 +234,36 @@ def close_eye(image: np.ndarray, eye: EyeShape, closure: float, to_image: np.nda
     return out
 
 
+def lift_brow(image: np.ndarray, brow: BrowShape, lift: float, to_image: np.ndarray) -> np.ndarray:
+    """Move `brow` up by `lift` avatar-crop pixels (down when negative): a smooth bump of displacement,
+    full at the brow and fading over `brow.reach` above and below it and past its ends, so the skin
+    stretches and the eye below moves a little with it, as a raised brow does."""
+    if lift == 0.0:
+        return image
+    scale = float(np.hypot(to_image[0, 0], to_image[1, 0]))
+    centre = to_image[:, :2] @ brow.centre + to_image[:, 2]
+    x_axis = to_image[:, :2] @ brow.x_axis / scale
+    y_axis = to_image[:, :2] @ brow.y_axis / scale
+    sx, sy, shift = 1.3 * brow.half_width * scale, brow.reach * scale, lift * scale
+    extent = 2.5 * max(sx, sy) + abs(shift)
+    h, w = image.shape[:2]
+    x0, x1 = int(max(centre[0] - extent, 0)), int(min(centre[0] + extent + 1, w))
+    y0, y1 = int(max(centre[1] - extent, 0)), int(min(centre[1] + extent + 1, h))
+    if x1 <= x0 or y1 <= y0:
+        return image
+    gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
+    rx, ry = gx - centre[0], gy - centre[1]
+    u = (rx * x_axis[0] + ry * x_axis[1]) / sx
+    v = (rx * y_axis[0] + ry * y_axis[1]) / sy
+    bump = np.exp(-(u * u + v * v)).astype(np.float32)
+    # each output pixel samples the picture `shift` below it (scaled by the bump): content moves up
+    map_x = (gx - shift * bump * y_axis[0]).astype(np.float32)
+    map_y = (gy - shift * bump * y_axis[1]).astype(np.float32)
+    out = image.copy()
+    out[y0:y1, x0:x1] = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return out
+
+
 class ExpressionRetargeter:
     """Per-session state: the avatar's face at rest and the driver's neutral openness."""
 
@@ -209,7 +272,7 @@ class ExpressionRetargeter:
         self.avatar: AvatarFace | None = None
         self.reference: Openness | None = None
         self._closure = (0.0, 0.0)
-        self._warned = False
+        self._lift = (0.0, 0.0)  # avatar-crop pixels, per brow
 
     def set_avatar(self, landmarks: np.ndarray | None, keypoints: np.ndarray, size: int) -> None:
         self.avatar = None if landmarks is None else AvatarFace.measure(landmarks, keypoints, size)
@@ -225,13 +288,15 @@ class ExpressionRetargeter:
     def adjust_keypoints(self, value: np.ndarray, landmarks: np.ndarray | None) -> np.ndarray:
         """Driving keypoint positions (K, 2, in [-1, 1]) with the lip keypoints set apart by the driver's
         change in lip gap; also remembers this frame's eye closure for `finish`."""
-        self._closure = (0.0, 0.0)
+        self._closure = self._lift = (0.0, 0.0)
         if not self.ready() or landmarks is None:
             return value
         cfg, av = self.settings, self.avatar
         now = Openness.of(landmarks)
         if cfg.eyes:
             self._closure = tuple(self._eye_closure(n, r) for n, r in zip(now.eyes, self.reference.eyes))
+        if cfg.brows:
+            self._lift = tuple(self._brow_lift(n, r) for n, r in zip(now.brows, self.reference.brows))
         if not cfg.mouth or av.lower_lip is None:
             return value
         delta = now.mouth - self.reference.mouth
@@ -250,6 +315,12 @@ class ExpressionRetargeter:
         value[av.lower_lip] = value[av.lower_lip] + (1.0 - cfg.upper_lip_share) * extra * av.down
         return value
 
+    def _brow_lift(self, now: float, reference: float) -> float:
+        cfg = self.settings
+        delta = now - reference
+        delta = np.sign(delta) * max(abs(delta) - cfg.brow_dead_zone, 0.0)
+        return float(cfg.strength * delta * self.avatar.iod_px)
+
     def _eye_closure(self, now: float, reference: float) -> float:
         cfg = self.settings
         drop = 1.0 - now / max(reference, 1e-6)
@@ -261,7 +332,7 @@ class ExpressionRetargeter:
         """The output with this frame's eye closure applied by the lid warp. `image` is the model's crop
         (default) or any picture the crop was composed into: `crop_to_image` (2x3) maps model-crop pixels
         to its pixels (the full-resolution portrait, the paste-back)."""
-        if not self.ready() or max(self._closure) <= 0.0:
+        if not self.ready() or (max(self._closure) <= 0.0 and not any(self._lift)):
             return image
         av = self.avatar
         src = (source_keypoints[av.anchors] + 1.0) * av.size / 2.0
@@ -270,6 +341,8 @@ class ExpressionRetargeter:
         if crop_to_image is None:
             crop_to_image = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]) * (image.shape[0] / av.size)
         to_image = np.asarray(crop_to_image, np.float64) @ to_crop
+        for brow, lift in zip(av.brows, self._lift):
+            image = lift_brow(image, brow, lift, to_image)
         for eye, closure in zip(av.eyes, self._closure):
             image = close_eye(image, eye, min(closure, 1.0), to_image)
         return image

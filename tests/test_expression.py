@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from reenact_app.expression import (
-    AvatarFace, ExpressionRetargeter, ExpressionSettings, Openness, close_eye, fit_similarity,
+    AvatarFace, BrowShape, ExpressionRetargeter, ExpressionSettings, Openness, close_eye, fit_similarity, lift_brow,
 )
 from reenact_common.errors import ConfigError
 
@@ -106,6 +106,21 @@ def test_lid_warp_follows_the_head(avatar):
     dark = (seen.sum(-1) < 60).sum()
     shut = close_eye(seen, eye, 1.0, moved)
     assert (shut.sum(-1) < 60).sum() < 0.15 * dark
+
+
+def test_brow_lift_moves_the_brow_by_the_lift_and_nothing_far_away():
+    image = np.full((256, 256, 3), 200, np.uint8)
+    image[100:104, 90:170] = 0  # a dark brow, 4 px thick, centre row 101.5
+    brow = BrowShape(np.array([130.0, 101.5]), np.array([1.0, 0.0]), np.array([0.0, -1.0]), 40.0, 20.0)
+    identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    assert np.array_equal(lift_brow(image, brow, 0.0, identity), image)
+    for lift in (6.0, -6.0):
+        out = lift_brow(image, brow, lift, identity)
+        column = out[:, 130, 0].astype(float)
+        dark_rows = np.flatnonzero(column < 100)
+        assert abs(dark_rows.mean() - (101.5 - lift)) < 1.0  # image y grows downwards: up is -y
+    far = lift_brow(image, brow, 6.0, identity)
+    assert np.array_equal(far[200:], image[200:]) and np.array_equal(far[:, :10], image[:, :10])
 
 
 def test_strength_is_bounded():
