@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from export.onnx_export import read_manifest
+from export.quantize import INT8_PARITY_FILE
 from models import ReenactModel
 
 log = logging.getLogger(__name__)
 
-RESULT_FILE = "int8_parity.json"
+RESULT_FILE = INT8_PARITY_FILE
 # Held-out frames: calibration samples the clip from frame 1 every 3 frames (8 frames); these start later.
 HELD_OUT_OFFSET, HELD_OUT_STEP = 30, 5
 # Bundled portraits (assets/avatars, sorted): calibration drives the last, the gate the first.

@@ -19,6 +19,8 @@ import numpy as np
 
 from export.onnx_export import MANIFEST, ExportError, avatar_feed, kp_names, read_manifest
 
+INT8_PARITY_FILE = "int8_parity.json"  # export/int8_gate.py's measurement of the int8 graph
+
 log = logging.getLogger(__name__)
 
 
@@ -108,6 +110,7 @@ def quantize_export(folder: str | Path, frames: list[np.ndarray] | None = None) 
         added[f"{part}_int8"] = target.name
         log.info("wrote %s (calibrated on %d frames)", target, len(frames))
     manifest.files.update(added)
+    (folder / INT8_PARITY_FILE).unlink(missing_ok=True)  # measured on the graph this replaces
     data = json.loads((folder / MANIFEST).read_text())
     data["files"] = manifest.files
     data["int8_calibration"] = calibration
