@@ -222,3 +222,53 @@ def test_engine_fallback_notice_reaches_the_banner_once(qtbot, tmp_path, monkeyp
     qtbot.wait(50)
     assert len(messages) == 1 and messages[0][0] == "warning" and "switched to PyTorch" in messages[0][1]
     assert controller.shutdown()
+
+
+# Every live setting at a value other than its default.
+CHANGED = {"relative": False, "adapt_scale": False, "expression": 0.4, "smoothing": 0.2, "crop_margin": 0.3,
+           "freeze_crop": True, "mirror": False, "paste_back": False, "full_resolution": False}
+
+
+def _pipeline_state(pipe) -> dict:
+    """What the settings change in a pipeline: motion, expression, smoothing, tracker and output options."""
+    from dataclasses import asdict
+
+    return {
+        "motion": asdict(pipe.session.settings),
+        "expression": asdict(pipe.session.expression.settings),
+        "keypoint_smoothing": asdict(pipe.config.keypoint_smoothing),
+        "tracker": asdict(pipe.tracker.config),
+        "frozen": pipe.tracker._frozen,
+        "options": {k: getattr(pipe.config, k) for k in ("mirror", "paste_back", "full_resolution")},
+    }
+
+
+@pytest.mark.parametrize("name", sorted(CHANGED))
+def test_settings_applied_live_equal_a_fresh_start(name, clips_dir):
+    """One setting changed on a running pipeline leaves it as a pipeline started with that setting."""
+    from reenact_app.capture import VideoFileSource
+    from reenact_app.gui.live import LIVE_SETTINGS, apply_settings, pipeline_config
+    from reenact_app.pipeline import LivePipeline
+    from tests.test_pipeline import CLIP, StubEngine
+
+    assert set(CHANGED) == LIVE_SETTINGS
+    default, changed = AppSettings(), AppSettings(**{name: CHANGED[name]})
+    assert getattr(default, name) != getattr(changed, name)
+
+    def started(settings: AppSettings) -> LivePipeline:
+        pipe = LivePipeline(VideoFileSource(clips_dir / CLIP), StubEngine(), config=pipeline_config(settings))
+        apply_settings(pipe, settings, {"freeze_crop"})  # as the controller starts one
+        return pipe
+
+    live, fresh, untouched = started(default), started(changed), started(default)
+    try:
+        before = _pipeline_state(live)
+        apply_settings(live, changed, {name})
+        assert _pipeline_state(live) == _pipeline_state(fresh) != before
+        apply_settings(untouched, changed, set(CHANGED) - {name})  # other fields: this one stays
+        assert _pipeline_state(untouched) == before
+        apply_settings(untouched, changed)  # None: all of them
+        assert _pipeline_state(untouched) == _pipeline_state(fresh)
+    finally:
+        for pipe in (live, fresh, untouched):
+            pipe.stop()

@@ -23,7 +23,7 @@ from reenact_app.engines import EngineOpener, ModelSpec
 from reenact_common.errors import EngineError, MediaError
 from reenact_app.gui import avatars as avatar_files
 from reenact_app.gui.live import (
-    GatedSink, SwitchableSource, expression_settings, pipeline_options, smoothing_configs,
+    LIVE_SETTINGS, GatedSink, SwitchableSource, apply_settings, pipeline_config,
 )
 from reenact_app.gui.outputs import OutputsMixin
 from reenact_app.gui.settings import (
@@ -352,19 +352,6 @@ class AppController(OutputsMixin, QObject):
                 return cam.name
         return f"Camera {index}"
 
-    def _pipeline_config(self):
-        from reenact_app.pipeline import PipelineConfig
-        from reenact_app.tracking import TrackerConfig
-
-        s = self.settings
-        kp, crop = smoothing_configs(s.smoothing)
-        config = PipelineConfig(tracker=TrackerConfig(margin=s.crop_margin, smoothing=crop), keypoint_smoothing=kp,
-                                stop_when_source_ends=False, **pipeline_options(s))
-        config.motion.relative = s.relative
-        config.motion.adapt_scale = s.adapt_scale
-        config.expression = expression_settings(s)
-        return config
-
     def _start_pipeline(self) -> None:
         from reenact_app.pipeline import LivePipeline
 
@@ -373,10 +360,10 @@ class AppController(OutputsMixin, QObject):
         if self._pipeline is not None:
             return
         source = SwitchableSource(self._build_source())
-        pipeline = LivePipeline(source, self._engine, avatar=self._avatar, config=self._pipeline_config(),
+        pipeline = LivePipeline(source, self._engine, avatar=self._avatar, config=pipeline_config(self.settings),
                                 on_frame=self._on_pipeline_frame)
-        if self.settings.freeze_crop:
-            pipeline.freeze_crop(True)
+        if self.settings.freeze_crop:  # the one live setting PipelineConfig does not carry
+            apply_settings(pipeline, self.settings, {"freeze_crop"})
         self._source, self._pipeline = source, pipeline
         if self._shut_down:
             return
@@ -537,20 +524,9 @@ class AppController(OutputsMixin, QObject):
         setattr(s, name, value)
         s.validated()
         p = self._pipeline
-        if name in ("relative", "adapt_scale") and p is not None:
-            p.set_motion(**{name: value})
-        elif name == "expression" and p is not None:
-            p.set_expression(strength=s.expression)
-        elif name == "smoothing" and p is not None:
-            kp, crop = smoothing_configs(s.smoothing)
-            p.set_keypoint_smoothing(kp)
-            p.update_tracker(smoothing=crop)
-        elif name == "crop_margin" and p is not None:
-            p.update_tracker(margin=s.crop_margin)
-        elif name == "freeze_crop" and p is not None:
-            p.freeze_crop(bool(value))
-        elif name in ("mirror", "paste_back", "full_resolution") and p is not None:
-            p.set_options(**{name: bool(value)})
+        if name in LIVE_SETTINGS:
+            if p is not None:
+                apply_settings(p, s, {name})
         elif name in ("engine", "avatar_detail"):
             self.bridge.submit("Building engine", self._load_engine)
             self.bridge.submit("Starting pipeline", self._start_pipeline)
@@ -598,14 +574,7 @@ class AppController(OutputsMixin, QObject):
         self.settings = AppSettings(window_geometry=geometry)
         p = self._pipeline
         if p is not None:
-            s = self.settings
-            kp, crop = smoothing_configs(s.smoothing)
-            p.set_motion(relative=s.relative, adapt_scale=s.adapt_scale)
-            p.set_expression(strength=s.expression)
-            p.set_keypoint_smoothing(kp)
-            p.update_tracker(smoothing=crop, margin=s.crop_margin)
-            p.freeze_crop(s.freeze_crop)
-            p.set_options(**pipeline_options(s))
+            apply_settings(p, self.settings)
         new = self.settings
         if (old.engine, old.model_path, old.avatar_detail) != (new.engine, new.model_path, new.avatar_detail):
             self.bridge.submit("Loading model", self._load_engine)

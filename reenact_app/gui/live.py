@@ -49,6 +49,52 @@ def expression_settings(s: AppSettings) -> ExpressionSettings:
     return ExpressionSettings(strength=s.expression)
 
 
+# The AppSettings fields a running pipeline takes live (no rebuild); `apply_settings` knows each one.
+LIVE_SETTINGS = frozenset({"relative", "adapt_scale", "expression", "smoothing", "crop_margin", "freeze_crop",
+                           "mirror", "paste_back", "full_resolution"})
+
+
+def pipeline_config(s: AppSettings):
+    """The PipelineConfig a new pipeline starts with; `apply_settings` changes the same fields live."""
+    from reenact_app.pipeline import PipelineConfig  # imported late: the window opens before the engine stack
+    from reenact_app.tracking import TrackerConfig
+
+    kp, crop = smoothing_configs(s.smoothing)
+    config = PipelineConfig(tracker=TrackerConfig(margin=s.crop_margin, smoothing=crop), keypoint_smoothing=kp,
+                            stop_when_source_ends=False, **pipeline_options(s))
+    config.motion.relative = s.relative
+    config.motion.adapt_scale = s.adapt_scale
+    config.expression = expression_settings(s)
+    return config
+
+
+def apply_settings(pipeline, s: AppSettings, changed: set[str] | None = None) -> None:
+    """Applies AppSettings to a running LivePipeline: the fields in `changed` (None: all of LIVE_SETTINGS).
+
+    The one place where settings reach the pipeline, so a new setting is wired once for start-up,
+    a slider move and a reset alike.
+    """
+    fields = LIVE_SETTINGS if changed is None else LIVE_SETTINGS & set(changed)
+    motion = {k: getattr(s, k) for k in ("relative", "adapt_scale") if k in fields}
+    if motion:
+        pipeline.set_motion(**motion)
+    if "expression" in fields:
+        pipeline.set_expression(strength=expression_settings(s).strength)
+    tracker: dict = {}
+    if "smoothing" in fields:
+        kp, tracker["smoothing"] = smoothing_configs(s.smoothing)
+        pipeline.set_keypoint_smoothing(kp)
+    if "crop_margin" in fields:
+        tracker["margin"] = s.crop_margin
+    if tracker:
+        pipeline.update_tracker(**tracker)
+    if "freeze_crop" in fields:
+        pipeline.freeze_crop(bool(s.freeze_crop))
+    options = {k: bool(v) for k, v in pipeline_options(s).items() if k in fields}
+    if options:
+        pipeline.set_options(**options)
+
+
 class SwitchableSource(FrameSource):
     """A FrameSource that re-publishes the frames of an inner source, which can be replaced live.
 
