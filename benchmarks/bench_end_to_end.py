@@ -9,11 +9,16 @@ process CPU time per frame, which other processes' load barely changes.
 
     python -m benchmarks.bench_end_to_end --preset paper-rt                 # bundled weights, default engine
     python -m benchmarks.bench_end_to_end --preset fomm-vox256 --engine auto --engine onnxruntime-int8
+    python -m benchmarks.bench_end_to_end --engine torch-cudagraph --engine torch-cuda --baseline-device cuda
+
+Without mediapipe (a bare GPU machine) the crops are centre crops, as `reenact animate` does then; the
+report says which.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import resource
@@ -78,7 +83,10 @@ def run_app(model, engine_name: str, frames: int, threads: int, output: Path) ->
 
     engine = TimedEngine(create_engine(model, engine_name, options=EngineOptions(threads=threads)))
     size = model.config.image_size
-    croppers = make_croppers(True, size)
+    tracker = importlib.util.find_spec("mediapipe") is not None
+    if not tracker:
+        log.warning("mediapipe is not installed: centre crops instead of the face tracker")
+    croppers = make_croppers(tracker, size)
     session = AnimationSession(engine, MotionSettings(relative=True, adapt_scale=False))
     session.set_avatar(croppers.avatar(load_avatar_image(str(AVATAR))))
     times, fps = StageTimes(), probe_video(DRIVING).fps
@@ -100,20 +108,20 @@ def run_app(model, engine_name: str, frames: int, threads: int, output: Path) ->
     ms = {stage: 1000 * value / n for stage, value in (
         ("decode", times.decode), ("crop", times.crop), ("keypoints", engine.kp_s), ("animate", engine.animate_s),
         ("motion_and_session", times.model - engine.kp_s - engine.animate_s), ("encode", times.encode))}
-    return {"engine": engine_name, "description": description, "frames": times.frames,
+    return {"engine": engine_name, "description": description, "crops": croppers.kind, "frames": times.frames,
             "frame_ms": 1000 * wall / n, "fps": n / wall, "cpu_ms_per_frame": 1000 * cpu / n, "stages_ms": ms}
 
 
-def run_upstream(model, frames: list[np.ndarray], avatar: np.ndarray) -> dict:
+def run_upstream(model, frames: list[np.ndarray], avatar: np.ndarray, device: str = "cpu") -> dict:
     from reenact_app.benchmarking import EagerBaseline
 
-    baseline = EagerBaseline(model, avatar)
+    baseline = EagerBaseline(model, avatar, device=device)
     baseline.step(frames[0], record=False)
     c0 = cpu_seconds()
     for frame in frames:
         baseline.step(frame)
     wall = baseline.times["frame"]
-    return {"engine": "upstream eager fp32, model only", "frames": len(frames), "frame_ms": 1000 * float(np.median(wall)),
+    return {"engine": f"upstream eager fp32, model only, {device}", "frames": len(frames), "frame_ms": 1000 * float(np.median(wall)),
             "cpu_ms_per_frame": 1000 * (cpu_seconds() - c0) / len(frames)}
 
 
@@ -125,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-frames", type=int, default=5, help="upstream eager frames per round")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0, help="0: every core (the default settings)")
+    parser.add_argument("--baseline-device", default="cpu", help="where the upstream eager baseline runs (cuda:0 on a GPU)")
     parser.add_argument("--out", help="JSON path (default benchmarks/results/end-to-end-PRESET.json)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -144,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     rounds = []
     with tempfile.TemporaryDirectory() as tmp:
         for index in range(args.rounds):
-            row = {"upstream": run_upstream(model, clip[1:], clip[0]), "app": []}
+            row = {"upstream": run_upstream(model, clip[1:], clip[0], args.baseline_device), "app": []}
             for name in args.engine or ["auto"]:
                 row["app"].append(run_app(model, name, args.frames, args.threads, Path(tmp) / f"{name}.mp4"))
                 log.info("round %d %s: %.1f ms/frame end to end (%.1f fps), upstream model-only %.1f ms", index, name,

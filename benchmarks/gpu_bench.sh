@@ -17,6 +17,11 @@ export REENACT_CACHE="${REENACT_CACHE:-/tmp/reenact-cache}"
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || { echo "no NVIDIA GPU visible" >&2; exit 1; }
 python3 -m benchmarks.bench_gpu
+# End to end (reenact animate's loop, by stage) with the bundled weights: what is left once the model is fast.
+E2E="benchmarks/results/end-to-end-gpu-$(hostname)-$(date -u +%Y%m%d-%H%M).json"
+python3 -m benchmarks.bench_end_to_end --engine torch-cudagraph --engine torch-cuda --baseline-device cuda \
+    --frames 75 --baseline-frames 20 --rounds 2 --out "$E2E"
+if [ -n "${OUT:-}" ]; then cp "$E2E" "$OUT/"; fi
 python3 - <<'PY'
 import torch
 print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())
