@@ -16,12 +16,13 @@ RESULT="benchmarks/results/engines-gpu-$(hostname)-$(date -u +%Y%m%d-%H%M).json"
 export REENACT_CACHE="${REENACT_CACHE:-/tmp/reenact-cache}"
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || { echo "no NVIDIA GPU visible" >&2; exit 1; }
-python3 -m benchmarks.bench_gpu
+STATUS=0  # a failing step is reported and the next still runs
+python3 -m benchmarks.bench_gpu || { echo "bench_gpu failed" >&2; STATUS=1; }
 # End to end (reenact animate's loop, by stage) with the bundled weights: what is left once the model is fast.
 E2E="benchmarks/results/end-to-end-gpu-$(hostname)-$(date -u +%Y%m%d-%H%M).json"
 python3 -m benchmarks.bench_end_to_end --engine torch-cudagraph --engine torch-cuda --baseline-device cuda \
-    --frames 75 --baseline-frames 20 --rounds 2 --out "$E2E"
-if [ -n "${OUT:-}" ]; then cp "$E2E" "$OUT/"; fi
+    --frames 75 --baseline-frames 20 --rounds 2 --out "$E2E" || { echo "bench_end_to_end failed" >&2; STATUS=1; }
+if [ -n "${OUT:-}" ] && [ -f "$E2E" ]; then cp "$E2E" "$OUT/"; fi
 python3 - <<'PY'
 import torch
 print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())
@@ -42,3 +43,4 @@ python3 -m reenact_app.cli bench "${PRESETS[@]}" "${ENGINES[@]}" --frames "$FRAM
     --json "$RESULT"
 if [ -n "${OUT:-}" ]; then cp "$RESULT" "$OUT/"; fi
 echo "wrote $RESULT: copy the table into docs/performance.md with the GPU model named"
+exit "$STATUS"
