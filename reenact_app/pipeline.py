@@ -92,6 +92,7 @@ class PipelineFrame:
     latency_ms: float
     stage_ms: dict[str, float]
     stats: dict[str, Any] = field(default_factory=dict)
+    media_time: float | None = None  # of the driving frame on the pipeline's clock (None on idle ticks)
 
     @property
     def face_box(self) -> tuple[float, float, float, float] | None:
@@ -251,6 +252,30 @@ class _Avatar:
         return self.neutral_full
 
 
+class _MediaClock:
+    """The driving frames' media time as the tracker and the filters see it: continuous across sources.
+
+    Each source's clock starts at its own zero; after a switch the new clock is shifted to go on one
+    frame after the old one, so the One Euro filters never see time run backwards.
+    """
+
+    def __init__(self) -> None:
+        self._offset = 0.0
+        self._last: float | None = None
+        self._rebase = False
+
+    def continue_with_next(self) -> None:
+        """The next frame comes from a new source."""
+        self._rebase = True
+
+    def media_time(self, source_time: float, fps: float) -> float:
+        if self._rebase and self._last is not None:
+            self._offset = self._last + 1.0 / max(fps or 30.0, 1.0) - source_time
+        self._rebase = False
+        self._last = source_time + self._offset
+        return self._last
+
+
 class LivePipeline:
     """See the module docstring. All public methods are thread-safe."""
 
@@ -288,6 +313,7 @@ class LivePipeline:
         self._last_face_time: float | None = None
         self._last_driving: np.ndarray | None = None
         self._fade_from: np.ndarray | None = None
+        self._clock = _MediaClock()
         if avatar is not None:
             self.set_avatar(avatar)
 
@@ -334,18 +360,23 @@ class LivePipeline:
         self._submit(apply)
 
     def set_source(self, source: FrameSource) -> None:
-        """Switch the driving source (camera selector, video file); the old one is stopped. The face is
-        re-detected and the next frame becomes the calibration reference."""
+        """Switch the driving source (camera selector, video file) without a rebuild: sinks stay open, so
+        the virtual camera stays in the call and a recording goes on. The old source is stopped, the face
+        re-detected, the next frame becomes the calibration reference, and media time keeps increasing
+        (the new source's clock is shifted to continue the old one's). Start `source` first to open it
+        on the caller's thread rather than between two frames."""
 
         def apply() -> None:
             old, self.source = self.source, source
             if old is not source:
                 old.stop()
-            if self.running and not source.running:
+            if self.running and not source.running and not source.ended:
                 source.start()
+            self._clock.continue_with_next()
             self.tracker.redetect()
             self.session.calibrate(None)
             self._reset_motion_filters()
+            log.info("driving source switched to %s", source.name)
 
         self._submit(apply)
 
@@ -539,9 +570,10 @@ class LivePipeline:
         self.stats.frames_in += 1
         image = frame.image[:, ::-1].copy() if cfg.mirror else frame.image
         self._last_driving = image
+        media_time = self._clock.media_time(frame.media_time, self.source.fps)
 
         t = time.perf_counter()
-        res = self.tracker.track(image, frame.media_time)
+        res = self.tracker.track(image, media_time)
         ms["track"] = (time.perf_counter() - t) * 1000.0
         self.stats.face_found = res.face_found
 
@@ -553,7 +585,7 @@ class LivePipeline:
             try:
                 t = time.perf_counter()
                 kp = self._smooth_keypoints(self.session.driving_keypoints(res.crop, landmarks_in_crop(res)),
-                                            frame.media_time)
+                                            media_time)
                 ms["keypoints"] = (time.perf_counter() - t) * 1000.0
                 t = time.perf_counter()
                 animation = self.engine.animate_with_motion(self.session.source, kp)
@@ -582,7 +614,8 @@ class LivePipeline:
             t = time.perf_counter()
             output, state = self._held_output(time.monotonic(), "no-face")
             ms["composite"] = (time.perf_counter() - t) * 1000.0
-        self._emit(output, crop_out, image, res.box, res.landmarks, res.face_found, state, frame.captured_at, ms)
+        self._emit(output, crop_out, image, res.box, res.landmarks, res.face_found, state, frame.captured_at, ms,
+                   media_time)
 
     def _smooth_keypoints(self, kp: Keypoints, t: float) -> Keypoints:
         if not self.config.keypoint_smoothing.enabled:
@@ -621,7 +654,8 @@ class LivePipeline:
             state = "source-lost"
         self._emit(output, None, None, None, None, False, state, time.monotonic(), {})
 
-    def _emit(self, output, crop_out, driving, box, landmarks, face_found, state, captured_at, ms) -> None:
+    def _emit(self, output, crop_out, driving, box, landmarks, face_found, state, captured_at, ms,
+              media_time: float | None = None) -> None:
         cfg = self.config
         if cfg.output_size is not None:
             output = letterbox(output, *cfg.output_size)
@@ -660,6 +694,7 @@ class LivePipeline:
             latency_ms=latency if latency is not None else 0.0,
             stage_ms=ms,
             stats=self.stats.snapshot(),
+            media_time=media_time,
         )
         self._index += 1
         with self._out_cond:

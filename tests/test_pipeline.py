@@ -293,17 +293,32 @@ def test_reenact_live_without_camera_fails_clearly(shared_dir, tmp_path, capsys,
     assert code == 1 and "camera 7 is not available" in err and "video file" in err
 
 
-def test_switch_source_while_running(clips_dir, avatar):
+def test_switch_source_while_running(clips_dir, avatar, tmp_path):
+    """The GUI's camera/video selector: sinks stay open, the new source is recalibrated on, media time
+    goes on increasing (the second clip's own clock starts again at 0) and its status is reported."""
     first = VideoFileSource(clips_dir / CLIP, realtime=True, loop=True)
     second = VideoFileSource(clips_dir / MOVING, realtime=True, loop=True)
-    with LivePipeline(first, StubEngine(), avatar, PipelineConfig()) as pipe:
+    recorder = Recorder(RecorderConfig(path=tmp_path / "switch.mp4", fps=25, size=(320, 240)))
+    with LivePipeline(first, StubEngine(), avatar, PipelineConfig(), sinks=[recorder]) as pipe:
         f = pipe.wait_frame(timeout=5)
         assert f.driving.shape == (288, 360, 3)
+        for _ in range(5):
+            f = pipe.wait_frame(after=f.index, timeout=2)
+        first_reference, times = pipe.session.reference, [f.media_time]
+        assert f.media_time > 0.1
+        second.start()
         pipe.set_source(second)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             f = pipe.wait_frame(after=f.index, timeout=2)
+            if f.media_time is not None:
+                times.append(f.media_time)
             if f.driving is not None and f.driving.shape != (288, 360, 3):
                 break
         assert f.driving.shape[:2] != (288, 360) and f.state == "live"
+        assert pipe.source is second and f.stats["source"] == "running"
+        assert pipe.session.reference is not first_reference  # calibrated on the new driver
+        assert all(b > a for a, b in zip(times, times[1:])), times
+        assert recorder in pipe.sinks
     assert not first.running and not second.running
+    assert cv2.VideoCapture(str(tmp_path / "switch.mp4")).get(cv2.CAP_PROP_FRAME_COUNT) >= 6

@@ -23,7 +23,7 @@ from reenact_app.engines import EngineOpener, ModelSpec
 from reenact_common.errors import EngineError, MediaError
 from reenact_app.gui import avatars as avatar_files
 from reenact_app.gui.live import (
-    LIVE_SETTINGS, GatedSink, SwitchableSource, apply_settings, pipeline_config,
+    LIVE_SETTINGS, GatedSink, apply_settings, pipeline_config,
 )
 from reenact_app.gui.outputs import OutputsMixin
 from reenact_app.gui.settings import (
@@ -100,7 +100,6 @@ class AppController(OutputsMixin, QObject):
         self._avatar_load_queued = False
         self.avatar_loads = 0  # avatar switches actually performed (tests check the coalescing)
         self._pipeline = None
-        self._source: SwitchableSource | None = None
         self._vcam: GatedSink | None = None
         self._recorder: GatedSink | None = None
         self._last_status = 0.0
@@ -154,6 +153,12 @@ class AppController(OutputsMixin, QObject):
     @property
     def pipeline(self):
         return self._pipeline
+
+    @property
+    def _source(self):
+        """The driving source the pipeline reads now (None before it starts)."""
+        pipeline = self._pipeline
+        return None if pipeline is None else pipeline.source
 
     @property
     def engine(self):
@@ -359,12 +364,12 @@ class AppController(OutputsMixin, QObject):
             return  # no weights: the banner already says what to do
         if self._pipeline is not None:
             return
-        source = SwitchableSource(self._build_source())
+        source = self._build_source()
         pipeline = LivePipeline(source, self._engine, avatar=self._avatar, config=pipeline_config(self.settings),
                                 on_frame=self._on_pipeline_frame)
         if self.settings.freeze_crop:  # the one live setting PipelineConfig does not carry
             apply_settings(pipeline, self.settings, {"freeze_crop"})
-        self._source, self._pipeline = source, pipeline
+        self._pipeline = pipeline
         if self._shut_down:
             return
         pipeline.start()
@@ -373,11 +378,12 @@ class AppController(OutputsMixin, QObject):
         self._changed()
 
     def _switch_source(self) -> None:
-        if self._source is None:
+        if self._pipeline is None:
             self._start_pipeline()
             return
         new = self._build_source()
-        self._source.switch(new)
+        new.start()  # opened here, on the command thread, not between two frames of the pipeline
+        self._pipeline.set_source(new)
         self._changed()
 
     # -- pipeline thread ---------------------------------------------------------------------------

@@ -1,10 +1,9 @@
-"""Glue between the GUI and the LivePipeline: a source that can be swapped and sinks that can be detached.
+"""Glue between the GUI and the LivePipeline: settings applied in one place, sinks that can be detached.
 
-Why not rebuild the pipeline to switch camera or video? A rebuild closes every sink: the virtual camera
-would vanish from the call for a moment and a recording would be cut. `SwitchableSource` keeps the
-pipeline and its sinks running while the driving source behind it changes. `GatedSink` lets the
-controller stop the virtual camera or a recording synchronously (file finished when the call returns)
-and tells it when the pipeline dropped a sink that failed (device vanished, disk full).
+`pipeline_config` and `apply_settings` are the only path from AppSettings to the pipeline. `GatedSink`
+lets the controller stop the virtual camera or a recording synchronously (file finished when the call
+returns) and tells it when the pipeline dropped a sink that failed (device vanished, disk full).
+Switching the driving source is `LivePipeline.set_source` (no rebuild, sinks stay open).
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ import time
 
 import numpy as np
 
-from reenact_app.capture import FrameSource
 from reenact_app.filters import OneEuroConfig
 from reenact_app.expression import ExpressionSettings
 from reenact_app.gui.settings import AppSettings
@@ -93,70 +91,6 @@ def apply_settings(pipeline, s: AppSettings, changed: set[str] | None = None) ->
     options = {k: bool(v) for k, v in pipeline_options(s).items() if k in fields}
     if options:
         pipeline.set_options(**options)
-
-
-class SwitchableSource(FrameSource):
-    """A FrameSource that re-publishes the frames of an inner source, which can be replaced live.
-
-    Media time keeps increasing across switches (the One Euro filters see no time jump backwards),
-    and the inner source's status (running, reconnecting, ended...) is mirrored for the status bar.
-    """
-
-    name = "switchable"
-
-    def __init__(self, inner: FrameSource):
-        super().__init__()
-        self._inner_lock = threading.Lock()
-        self._inner = inner
-        self._offset = 0.0
-        self._last_media = -1.0
-        self.name = inner.name
-        self.fps = inner.fps
-
-    @property
-    def inner(self) -> FrameSource:
-        return self._inner
-
-    def switch(self, new: FrameSource) -> FrameSource:
-        """Starts `new`, makes it current, stops and returns the old one."""
-        new.start()
-        with self._inner_lock:
-            old, self._inner = self._inner, new
-            self._offset = None  # recomputed from the first frame of `new`
-            self.name = new.name
-            self.fps = new.fps
-        old.stop()
-        log.info("driving source switched to %s", new.name)
-        return old
-
-    def _loop(self) -> None:
-        self._inner.start()
-        while not self._stop.is_set():
-            with self._inner_lock:
-                inner = self._inner
-            frame = inner.read(timeout=0.1)
-            status = inner.status
-            if frame is None:
-                if status.state != self._status.state or status.message != self._status.message:
-                    # "ended" would stop the pipeline; it only ends when the inner source really ended
-                    self._set_status(status.state, status.message)
-                if inner.ended:
-                    self._stop.wait(0.05)  # stay alive: the user may switch to another source
-                continue
-            with self._inner_lock:
-                if inner is not self._inner:
-                    continue
-                if self._offset is None:
-                    self._offset = self._last_media + 1.0 / max(self.fps or 30.0, 1.0) - frame.media_time
-                media = frame.media_time + self._offset
-                self._last_media = media
-            if self._status.state != "running":
-                self._set_status("running", inner.status.message or inner.name)
-            self._publish(frame.image, media, frame.captured_at)
-
-    def stop(self, timeout: float = 5.0) -> None:
-        super().stop(timeout)
-        self._inner.stop(timeout)
 
 
 class GatedSink(Sink):
