@@ -47,12 +47,13 @@ def make_croppers(crop: bool, size: int, landmarks: bool = False) -> Croppers:
                       lambda frame, t: DriverCrop(centre_crop(frame, size)), "centre")
     if not crop:
         return centre
-    try:
+    try:  # FaceTracker imports mediapipe when it is built, so building it is part of the check
         from reenact_app.tracking import FaceTracker, TrackerConfig, landmarks_in_crop, prepare_avatar
+
+        tracker = FaceTracker(TrackerConfig(crop_size=size, use_mesh=landmarks))
     except Exception as exc:  # tracker missing or mediapipe broken: still produce a video
         log.warning("face tracker unavailable (%s): using centre crops", exc)
         return centre
-    tracker = FaceTracker(TrackerConfig(crop_size=size, use_mesh=landmarks))
 
     def frame_crop(frame: np.ndarray, timestamp: float) -> DriverCrop:
         result = tracker.track(frame, timestamp=timestamp)
