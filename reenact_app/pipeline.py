@@ -36,12 +36,12 @@ import numpy as np
 
 from reenact_app.capture import Frame, FrameSource
 from reenact_app.compositor import blend, letterbox
-from reenact_app.engines.base import Animation, Engine, Keypoints
+from reenact_app.engines.base import Animation, Engine
 from reenact_common.errors import ReenactError
-from reenact_app.filters import OneEuroConfig, OneEuroFilter
+from reenact_app.filters import OneEuroConfig
 from reenact_app.full_resolution import FullResolutionCompositor, FullResolutionConfig
 from reenact_app.expression import ExpressionSettings
-from reenact_app.session import AnimationSession, MotionSettings
+from reenact_app.session import AnimationSession, MotionSettings, default_keypoint_smoothing
 from reenact_app.sinks import Sink
 from reenact_app.tracking import (
     AvatarCrop, CropBox, FaceTracker, TrackerConfig, landmarks_in_crop, mesh_landmarks, prepare_avatar,
@@ -57,8 +57,8 @@ class PipelineConfig:
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     motion: MotionSettings = field(default_factory=MotionSettings)
     expression: ExpressionSettings = field(default_factory=ExpressionSettings)
-    # Keypoint smoothing on the (relative) driving keypoints; defaults from docs/pipeline.md.
-    keypoint_smoothing: OneEuroConfig = field(default_factory=lambda: OneEuroConfig(min_cutoff=1.0, beta=5.0))
+    # Keypoint smoothing on the (relative) driving keypoints, done by the session; defaults from docs/pipeline.md.
+    keypoint_smoothing: OneEuroConfig = field(default_factory=default_keypoint_smoothing)
     paste_back: bool = True  # output = animated crop blended into the full avatar picture
     feather: float = 0.12  # paste-back mask edge, fraction of the crop
     max_avatar_side: int = 1280  # the full avatar picture is downscaled to this for paste-back output
@@ -293,14 +293,13 @@ class LivePipeline:
         self.source = source
         self.engine = engine
         self.config.tracker = replace(self.config.tracker, crop_size=engine.image_size)
-        self.session = AnimationSession(engine, self.config.motion, self.config.expression)
+        self.session = AnimationSession(engine, self.config.motion, self.config.expression,
+                                        self.config.keypoint_smoothing)
         self.tracker = FaceTracker(self.config.tracker)
         self.sinks: list[Sink] = list(sinks or [])
         self.on_frame = on_frame
         self.on_error = on_error
         self.stats = PipelineStats(self.config.stats_window)
-        self._kp_filter = OneEuroFilter.from_config(self.config.keypoint_smoothing)
-        self._jac_filter = OneEuroFilter.from_config(self.config.keypoint_smoothing)
         self._avatar: _Avatar | None = None
         self._pending_avatar: AvatarCrop | None = None
         self._commands: queue.Queue[Callable[[], None]] = queue.Queue()
@@ -336,7 +335,6 @@ class LivePipeline:
             self.session.set_avatar(new.crop, new.landmarks)
             new.prepare(self.config)
             self._avatar = new
-            self._reset_motion_filters()
             if avatar.message:
                 self.stats.message(avatar.message)
 
@@ -348,14 +346,14 @@ class LivePipeline:
 
         def apply() -> None:
             self.engine = engine
-            self.session = AnimationSession(engine, self.config.motion, self.config.expression)
+            self.session = AnimationSession(engine, self.config.motion, self.config.expression,
+                                            self.config.keypoint_smoothing)
             if engine.image_size != self.config.tracker.crop_size:
                 self.tracker.update_config(crop_size=engine.image_size)
             if self._avatar is not None:
                 self._avatar = _Avatar(self._avatar.source, engine.image_size, self.config.max_avatar_side)
                 self.session.set_avatar(self._avatar.crop, self._avatar.landmarks)
                 self._avatar.prepare(self.config)
-            self._reset_motion_filters()
 
         self._submit(apply)
 
@@ -375,7 +373,6 @@ class LivePipeline:
             self._clock.continue_with_next()
             self.tracker.redetect()
             self.session.calibrate(None)
-            self._reset_motion_filters()
             log.info("driving source switched to %s", source.name)
 
         self._submit(apply)
@@ -385,7 +382,6 @@ class LivePipeline:
 
         def apply() -> None:
             self.session.calibrate(None)
-            self._reset_motion_filters()
 
         self._submit(apply)
 
@@ -404,10 +400,11 @@ class LivePipeline:
         self._submit(apply)
 
     def set_keypoint_smoothing(self, config: OneEuroConfig) -> None:
+        """The session's One Euro keypoint smoothing, applied live."""
+
         def apply() -> None:
             self.config.keypoint_smoothing = config
-            self._kp_filter = OneEuroFilter.from_config(config)
-            self._jac_filter = OneEuroFilter.from_config(config)
+            self.session.set_smoothing(config)
 
         self._submit(apply)
 
@@ -444,10 +441,6 @@ class LivePipeline:
             sink.close()
 
         self._submit(apply)
-
-    def _reset_motion_filters(self) -> None:
-        self._kp_filter.reset()
-        self._jac_filter.reset()
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> "LivePipeline":
@@ -584,8 +577,7 @@ class LivePipeline:
         elif res.face_found and res.crop is not None:
             try:
                 t = time.perf_counter()
-                kp = self._smooth_keypoints(self.session.driving_keypoints(res.crop, landmarks_in_crop(res)),
-                                            media_time)
+                kp = self.session.driving_keypoints(res.crop, landmarks_in_crop(res), media_time)
                 ms["keypoints"] = (time.perf_counter() - t) * 1000.0
                 t = time.perf_counter()
                 animation = self.engine.animate_with_motion(self.session.source, kp)
@@ -616,13 +608,6 @@ class LivePipeline:
             ms["composite"] = (time.perf_counter() - t) * 1000.0
         self._emit(output, crop_out, image, res.box, res.landmarks, res.face_found, state, frame.captured_at, ms,
                    media_time)
-
-    def _smooth_keypoints(self, kp: Keypoints, t: float) -> Keypoints:
-        if not self.config.keypoint_smoothing.enabled:
-            return kp
-        value = np.asarray(self._kp_filter(kp.value, t), np.float32)
-        jac = None if kp.jacobian is None else np.asarray(self._jac_filter(kp.jacobian, t), np.float32)
-        return Keypoints(value, jac)
 
     def _neutral(self) -> np.ndarray | None:
         if self._avatar is None:

@@ -3,6 +3,10 @@
 The avatar work (`encode_source`) runs once per avatar; the adapt-scale factor (convex-hull areas of
 the avatar's and the reference frame's keypoints) runs once per calibration; per frame there is one
 keypoint detection, a few numpy operations and one `animate` call.
+
+Live video passes each frame's timestamp to `driving_keypoints`, which then smooths the keypoints with a
+One Euro filter (jitter of the keypoint detector off, fast motion kept). The filter lives here, beside
+the reference it is relative to: a new reference (calibration) or a new avatar starts it afresh.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import numpy as np
 from models.motion import convex_hull_area
 from reenact_app.engines.base import Engine, Keypoints, SourceState
 from reenact_app.expression import ExpressionRetargeter, ExpressionSettings
+from reenact_app.filters import OneEuroConfig, OneEuroFilter
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +29,11 @@ class MotionSettings:
     relative: bool = True  # motion since the reference frame (FOMM demo); False: absolute keypoints
     adapt_scale: bool = True  # scale motion by the avatar/driver face-size ratio
     relative_jacobian: bool = True
+
+
+def default_keypoint_smoothing() -> OneEuroConfig:
+    """Keypoint smoothing of live video (docs/pipeline.md)."""
+    return OneEuroConfig(min_cutoff=1.0, beta=5.0)
 
 
 def _inverse_2x2(m: np.ndarray) -> np.ndarray:
@@ -47,10 +57,11 @@ class AnimationSession:
     """Drives one avatar with driving-frame crops. Not thread-safe: own it from one worker thread."""
 
     def __init__(self, engine: Engine, settings: MotionSettings | None = None,
-                 expression: ExpressionSettings | None = None):
+                 expression: ExpressionSettings | None = None, smoothing: OneEuroConfig | None = None):
         self.engine = engine
         self.settings = settings or MotionSettings()
         self.expression = ExpressionRetargeter(expression)
+        self.set_smoothing(smoothing or default_keypoint_smoothing())
         self.last_keypoints: Keypoints | None = None  # of the last rendered frame
         self.source: SourceState | None = None
         self.reference: Keypoints | None = None
@@ -68,9 +79,22 @@ class AnimationSession:
         self.expression.set_avatar(landmarks, self.source.keypoints.value, crop.shape[0])
         if self.reference is not None:
             self.scale = self._movement_scale(self.reference)
+        self.reset_smoothing()
+
+    def set_smoothing(self, config: OneEuroConfig) -> None:
+        """The keypoint smoothing applied when `driving_keypoints` gets a timestamp (live)."""
+        self.smoothing = config
+        self._kp_filter = OneEuroFilter.from_config(config)
+        self._jac_filter = OneEuroFilter.from_config(config)
+
+    def reset_smoothing(self) -> None:
+        """Forget the filter state: the next keypoints pass unchanged (new driver, avatar or reference)."""
+        self._kp_filter.reset()
+        self._jac_filter.reset()
 
     def calibrate(self, crop: np.ndarray | None = None, landmarks: np.ndarray | None = None) -> None:
         """Take `crop` (or the next frame given to `animate`) as the neutral reference pose."""
+        self.reset_smoothing()
         if crop is None:
             self._calibrate_next = True
             return
@@ -91,9 +115,22 @@ class AnimationSession:
             return 1.0
         return float(np.sqrt(convex_hull_area(self.source.keypoints.value) / driving_area))
 
-    def driving_keypoints(self, crop: np.ndarray, landmarks: np.ndarray | None = None) -> Keypoints:
+    def driving_keypoints(self, crop: np.ndarray, landmarks: np.ndarray | None = None,
+                          timestamp: float | None = None) -> Keypoints:
         """Keypoints to animate with: relative to the reference (calibrating on first use) or absolute,
-        with the driver's mouth openness retargeted when `landmarks` (the crop's face mesh) are given."""
+        with the driver's mouth openness retargeted when `landmarks` (the crop's face mesh) are given,
+        then smoothed over time when `timestamp` (the frame's media time, seconds) is given."""
+        kp = self._motion_keypoints(crop, landmarks)
+        return kp if timestamp is None else self._smooth(kp, timestamp)
+
+    def _smooth(self, kp: Keypoints, timestamp: float) -> Keypoints:
+        if not self.smoothing.enabled:
+            return kp
+        value = np.asarray(self._kp_filter(kp.value, timestamp), np.float32)
+        jacobian = None if kp.jacobian is None else np.asarray(self._jac_filter(kp.jacobian, timestamp), np.float32)
+        return Keypoints(value, jacobian)
+
+    def _motion_keypoints(self, crop: np.ndarray, landmarks: np.ndarray | None) -> Keypoints:
         kp = self.engine.detect_keypoints(crop)
         if self._calibrate_next or self.reference is None:
             self._set_reference(kp, landmarks)

@@ -113,3 +113,29 @@ def test_session_absolute_and_recalibrate(model, frames):
 def test_animate_before_avatar_is_an_error(model, frames):
     with pytest.raises(RuntimeError, match="set_avatar"):
         AnimationSession(TorchEngine(model)).animate(frames[0])
+
+
+def test_session_smooths_live_keypoints_and_restarts_on_calibration(model, frames):
+    """With timestamps the keypoints are One Euro smoothed (they lag a real head move); without, raw;
+    a calibration starts the filter afresh (no pull towards the old driver's keypoints)."""
+    from reenact_app.filters import OneEuroConfig
+
+    smoothing = OneEuroConfig(min_cutoff=0.5, beta=0.0)  # strong, speed-independent: a clear lag
+    live, raw = AnimationSession(TorchEngine(model), smoothing=smoothing), AnimationSession(TorchEngine(model))
+    for session in (live, raw):
+        session.set_avatar(frames[0])
+    steps = []
+    for i, frame in enumerate(frames[1:4]):
+        smoothed, plain = live.driving_keypoints(frame, timestamp=i / 25.0), raw.driving_keypoints(frame)
+        steps.append(float(np.abs(smoothed.value - plain.value).max()))
+        assert smoothed.value.dtype == np.float32 and smoothed.jacobian.shape == plain.jacobian.shape
+    assert steps[0] < 1e-6 and min(steps[1:]) > 1e-3  # the first sample passes, later ones lag
+    np.testing.assert_allclose(live.driving_keypoints(frames[2]).value, raw.driving_keypoints(frames[2]).value,
+                               atol=1e-6)  # no timestamp: not smoothed
+    for session in (live, raw):
+        session.calibrate()
+    after = live.driving_keypoints(frames[4], timestamp=4 / 25.0)
+    np.testing.assert_allclose(after.value, raw.driving_keypoints(frames[4]).value, atol=1e-6)
+    live.set_smoothing(OneEuroConfig(enabled=False))
+    np.testing.assert_allclose(live.driving_keypoints(frames[3], timestamp=5 / 25.0).value,
+                               raw.driving_keypoints(frames[3]).value, atol=1e-6)
