@@ -18,7 +18,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -49,6 +49,7 @@ DEFAULT_AVATARS: tuple[tuple[str, str], ...] = (
 IDENTITY_FRAMES = 8  # output frames per pair whose identity embedding is compared with the avatar's
 STRIP_AVATARS = 4  # avatar rows in the frame strip
 STRIP_COLUMNS = 6
+NEUTRAL_CHOICES = ("first", "rest")
 
 
 def shared_dir() -> Path:
@@ -70,6 +71,8 @@ class DriverClip:
     clip_id: str
     drivers: list[DriverCrop]  # model-size crops with their face mesh
     track: X.FaceTrack  # dlib on every driver crop
+    neutral: int = 0  # the frame the session calibrates on
+
 
 
 @dataclass
@@ -92,6 +95,7 @@ class CrossData:
     avatars: list[Avatar]
     image_size: int
     source: str  # where the clips came from
+    neutral: str = "first"  # how each clip's calibration frame was chosen
     reference: list[X.PairScore] | None = None  # mesh-warp row, computed once on demand
     reference_seconds: float = 0.0
 
@@ -162,8 +166,14 @@ def _avatar_mesh(crop: np.ndarray) -> np.ndarray | None:
 
 def load_cross_data(data_dir: str | Path | None, avatars: Sequence[str | Path], *, clips: int | None = None,
                     frames: int | None = None, size: int = 256, split: str = "test",
-                    driving_videos: Sequence[str | Path] = (), progress: bool = True) -> CrossData:
-    """Driver clips (prepared folder and/or raw videos), their dlib tracks, and the avatars."""
+                    driving_videos: Sequence[str | Path] = (), neutral: str = "first",
+                    progress: bool = True) -> CrossData:
+    """Driver clips (prepared folder and/or raw videos), their dlib tracks, and the avatars.
+
+    neutral: "first" calibrates each pair on the clip's first frame (the app's default: calibrate on the
+    first frame); "rest" on its most neutral frame (`most_neutral_frame`), as a user calibrating at rest."""
+    if neutral not in NEUTRAL_CHOICES:
+        raise ConfigError(f"neutral must be one of {', '.join(NEUTRAL_CHOICES)}, got {neutral!r}")
     from tqdm import tqdm
 
     from training.metrics import load_face_models
@@ -193,11 +203,12 @@ def load_cross_data(data_dir: str | Path | None, avatars: Sequence[str | Path], 
         if len(drivers) < 2:
             log.warning("clip %s has %d frame(s): skipped", clip_id, len(drivers))
             continue
-        driver_clips.append(DriverClip(clip_id, drivers, X.observe_sequence(faces, [d.crop for d in drivers])))
+        track = X.observe_sequence(faces, [d.crop for d in drivers])
+        driver_clips.append(DriverClip(clip_id, drivers, track, X.most_neutral_frame(track) if neutral == "rest" else 0))
     if not driver_clips:
         raise ConfigError("no driver clip has at least 2 frames")
     source = ", ".join(filter(None, [str(data_dir) if data_dir else "", *(str(v) for v in driving_videos)]))
-    return CrossData(driver_clips, loaded_avatars, size, source)
+    return CrossData(driver_clips, loaded_avatars, size, source, neutral=neutral)
 
 
 # -- driving ------------------------------------------------------------------------------------------
@@ -210,16 +221,21 @@ def default_session(engine: Engine) -> AnimationSession:
     return AnimationSession(engine, MotionSettings())
 
 
-def drive_avatar(session: AnimationSession, avatar: Avatar, drivers: Iterable[DriverCrop]) -> list[np.ndarray]:
-    """One (clip, avatar) pair, exactly as the app drives it: fresh calibration on the first frame."""
+def drive_avatar(session: AnimationSession, avatar: Avatar, drivers: Sequence[DriverCrop],
+                 neutral: int = 0) -> list[np.ndarray]:
+    """One (clip, avatar) pair, exactly as the app drives it: a fresh calibration on frame `neutral` (the
+    first frame: the one `animate` sees first, as in the app), then every frame in order."""
     session.set_avatar(avatar.crop, landmarks=avatar.mesh)
-    session.calibrate()
+    if neutral:
+        session.calibrate(drivers[neutral].crop, landmarks=drivers[neutral].landmarks)
+    else:
+        session.calibrate()
     return [session.animate(d.crop, landmarks=d.landmarks) for d in drivers]
 
 
 def mesh_warp_frames(avatar: Avatar, clip: DriverClip) -> list[np.ndarray]:
     warp = MeshWarp.build(avatar.crop, avatar.track.landmarks[0])
-    reference = clip.track.landmarks[0]
+    reference = clip.track.landmarks[clip.neutral]
     return [warp.warp(points, reference) for points in clip.track.landmarks]
 
 
@@ -256,6 +272,7 @@ class CrossReport:
     model: list[X.PairScore]
     reference: list[X.PairScore] | None
     seconds: dict[str, float] = field(default_factory=dict)
+    neutral: str = "first"
 
     @property
     def model_summary(self) -> X.MethodSummary:
@@ -276,6 +293,7 @@ class CrossReport:
             "and feature: Pearson r and gain = std(output)/std(driver), counted where the driver's std exceeds "
             "the feature's noise threshold; summary: mean r and median gain over counted pairs",
             "label": self.label,
+            "neutral": self.neutral,
             "engine": self.engine,
             "data": self.source,
             "avatars": self.avatars,
@@ -339,7 +357,7 @@ def evaluate_cross(engine: Engine, data: CrossData, *, session_factory: SessionF
     pairs = [(c, a) for c in data.clips for a in data.avatars]
     for clip, avatar in tqdm(pairs, desc="cross-identity", unit="pair", disable=not progress):
         t0 = time.perf_counter()
-        outputs = drive_avatar(session_factory(engine), avatar, clip.drivers)
+        outputs = drive_avatar(session_factory(engine), avatar, clip.drivers, clip.neutral)
         t1 = time.perf_counter()
         scores.append(_score(faces, clip, avatar, outputs))
         metric_seconds += time.perf_counter() - t1
@@ -355,6 +373,7 @@ def evaluate_cross(engine: Engine, data: CrossData, *, session_factory: SessionF
          "metrics_per_frame": metric_seconds / max(frames * len(data.avatars), 1),
          "model_total": model_seconds, "metrics_total": metric_seconds,
          "reference_total": data.reference_seconds if reference else 0.0},
+        data.neutral,
     )
     if strip:
         clip = next(c for c in data.clips if c.clip_id == strip_clip)

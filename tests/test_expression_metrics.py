@@ -176,3 +176,14 @@ def test_strip_columns_are_the_neutral_frame_the_widest_mouths_and_the_blinks(dr
     assert columns[0] == 0 and len(columns) == 6 and columns == sorted(set(columns))
     assert int(np.argmax(mouth)) in columns and int(np.argmin(eyes)) in columns
     assert all(b - a >= 2 for a, b in zip(columns, columns[1:]))
+
+
+def test_the_most_neutral_frame_is_not_an_open_mouth(faces, driver_frames):
+    """A clip that starts mid-word (its widest-mouth frame put first): calibrating at rest skips that frame."""
+    mouth_first = X.observe_sequence(faces, driver_frames)
+    widest = int(np.argmax(mouth_first.features["mouth"]))
+    reordered = X.observe_sequence(faces, [driver_frames[widest]] + driver_frames)
+    neutral = X.most_neutral_frame(reordered)
+    assert neutral != 0
+    assert reordered.features["mouth"][neutral] < np.median(reordered.features["mouth"])
+    assert reordered.features["eyes"][neutral] >= np.median(reordered.features["eyes"])

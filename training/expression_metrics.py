@@ -246,3 +246,12 @@ def summarise(pairs: Sequence[PairScore]) -> MethodSummary:
     frames = sum(p.frames for p in pairs)
     lost = sum(p.face_lost * p.frames for p in pairs) / frames if frames else 0.0
     return MethodSummary(features, float(np.mean(identities)) if identities else None, float(lost), len(pairs), frames)
+
+
+def most_neutral_frame(track: FaceTrack) -> int:
+    """The frame closest to a neutral face: the most closed mouth among frames whose eyes are at least as
+    open as the clip's median. A clip that starts mid-word or mid-blink calibrated on its first frame asks
+    the avatar to close the mouth (or open the eyes) beyond its own neutral; a user calibrates at rest."""
+    eyes, mouth = track.features["eyes"], track.features["mouth"]
+    candidates = np.flatnonzero(eyes >= np.median(eyes))
+    return int(candidates[np.argmin(mouth[candidates])])

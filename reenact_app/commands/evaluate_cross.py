@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="raw driving videos, cropped by the app's face tracker (with or instead of --data)")
     p.add_argument("--clips", type=int, help="at most N clips of --data, spread over the split (default: all)")
     p.add_argument("--frames", type=int, help="first N frames of each clip (default: all)")
+    p.add_argument("--neutral", choices=("first", "rest"), default="first",
+                   help="calibration frame of each clip: its first frame (default, as the app calibrates) or its "
+                   "most neutral one (mouth most closed with the eyes open), as a user calibrating at rest")
     add_model_arguments(p, engine=True)
     p.add_argument("--json", dest="json_out", help="write the full report (summary and every pair) here")
     p.add_argument("--strip", help="frame strip (JPEG): driver row, avatar rows, at mouth openings and blinks")
@@ -71,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     size = model.config.image_size
     avatars = args.avatars or default_avatar_paths()
     data = load_cross_data(args.data, avatars, clips=args.clips, frames=args.frames, size=size, split=args.split,
-                           driving_videos=args.driving_videos, progress=not args.no_progress)
+                           driving_videos=args.driving_videos, neutral=args.neutral, progress=not args.no_progress)
     engine = create_engine(model, args.engine, options=EngineOptions(threads=args.threads))
     del model
     try:
