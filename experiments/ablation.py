@@ -33,6 +33,7 @@ from pathlib import Path
 import yaml
 
 from reenact_app.benchmarking import cpu_name
+from reenact_common.video_io import IMAGE_SUFFIXES
 from training.run_metrics import train_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,7 +53,6 @@ LABELS = {
     "fomm-seed2": "FOMM, seed 2",
     "paper-seed2": "full paper model, seed 2",
 }
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def build_evalset(data: Path, out: Path, frames: int) -> Path:

@@ -14,10 +14,9 @@ from torch import nn
 
 from models.attention import AttentionModule
 from models.blocks import AntiAliasInterpolation2d, Hourglass, inverse_2x2, kp2gaussian, make_coordinate_grid
+from models.motion import KP
 from models.config import ModelConfig
 from models.occlusion import MultiScaleOcclusion
-
-KP = dict[str, torch.Tensor]
 
 
 class DenseMotionNetwork(nn.Module):

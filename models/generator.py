@@ -14,9 +14,8 @@ from torch import nn
 from models.blocks import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d, warp
 from models.config import ModelConfig
 from models.dense_motion import DenseMotionNetwork
+from models.motion import KP
 from models.source_blend import blend_visible, displacement, image_visibility
-
-KP = dict[str, torch.Tensor]
 
 
 def _resize_like(mask: torch.Tensor, features: torch.Tensor) -> torch.Tensor:

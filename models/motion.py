@@ -7,7 +7,7 @@ import torch
 
 from models.blocks import inverse_2x2
 
-KP = dict[str, torch.Tensor]
+KP = dict[str, torch.Tensor]  # keypoints: {"value": (B, K, 2), "jacobian": (B, K, 2, 2)}, the one alias of models/
 
 
 def convex_hull_area(points: np.ndarray) -> float:

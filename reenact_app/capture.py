@@ -31,10 +31,10 @@ import cv2
 import numpy as np
 
 from reenact_common.errors import CameraError, MediaError
+from reenact_common.video_io import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
 @dataclass
@@ -520,9 +520,9 @@ class ImageFolderSource(FrameSource):
         super().__init__()
         self.folder = Path(folder)
         self.name = f"folder {self.folder.name}"
-        self.files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS) if self.folder.is_dir() else []
+        self.files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if self.folder.is_dir() else []
         if not self.files:
-            raise MediaError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder {self.folder}")
+            raise MediaError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {self.folder}")
         self.fps, self.loop, self.realtime = float(fps), loop, realtime
         self._lockstep = not realtime
 

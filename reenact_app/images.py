@@ -25,7 +25,6 @@ import numpy as np
 
 from reenact_common.errors import MediaError
 
-SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 MAX_FILE_BYTES = 200 * 1024 * 1024
 MAX_DECODE_PIXELS = 40_000_000  # full decodes allocate up to 8 bytes per pixel (16-bit RGBA)
 MAX_SIDE = 2048  # the loaded avatar is at most this large (the pipeline shrinks it further)

@@ -21,17 +21,19 @@ from reenact_common.errors import MediaError
 log = logging.getLogger(__name__)
 
 VIDEO_EXTS = {".mp4", ".mpg", ".mpeg", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+# Still-image files every part of the project reads (avatars, frame folders, evaluation sets); OpenCV
+# decodes them all. A tuple, so `str.endswith(IMAGE_SUFFIXES)` works too.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 FALLBACK_FPS = 25.0  # frame folders carry no rate; broken video headers report 0, 1000 or 90000
 
 
 def is_frame_folder(path: Path) -> bool:
-    return path.is_dir() and any(p.suffix.lower() in IMAGE_EXTS for p in path.iterdir())
+    return path.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir())
 
 
 def frame_files(folder: Path) -> list[Path]:
     """The frame images of a folder, in name order (00000.png, 00001.png, ...)."""
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 @dataclass(frozen=True)

@@ -148,3 +148,22 @@ def test_camera_stop_is_prompt_while_retrying():
 def test_list_cameras_does_not_fail():
     cams = list_cameras()
     assert isinstance(cams, list)
+
+
+def test_frame_folders_avatars_and_evaluation_accept_the_same_images(clips_dir, tmp_path):
+    """One list of image suffixes: a TIFF frame is read wherever a PNG is (frame folder, avatar folder,
+    training clip), a text file nowhere."""
+    from reenact_app.gui.avatars import _images_in
+    from reenact_common.video_io import frame_files
+
+    frames = bgr_frames(clips_dir / CLIP, 2)
+    cv2.imwrite(str(tmp_path / "000.png"), frames[0])
+    cv2.imwrite(str(tmp_path / "001.tiff"), frames[1])
+    (tmp_path / "002.txt").write_text("not an image")
+    with ImageFolderSource(tmp_path, realtime=False) as src:
+        got = []
+        while (f := src.read(timeout=5.0)) is not None:
+            got.append(f.image)
+    assert len(got) == 2 and np.array_equal(got[1], cv2.cvtColor(frames[1], cv2.COLOR_BGR2RGB))  # lossless TIFF
+    assert [p.name for p in frame_files(tmp_path)] == ["000.png", "001.tiff"]
+    assert [p.name for p in _images_in(tmp_path)] == ["000.png", "001.tiff"]

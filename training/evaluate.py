@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 
 from reenact_common.errors import MediaError, ReenactError
+from reenact_common.video_io import IMAGE_SUFFIXES
 from training.metrics import FaceObservation, FrameScore, MetricSet, compare, load_face_models, observe_generated, to_uint8
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".mpg", ".mpeg", ".webm", ".gif")
 METRIC_MODELS = {
     "detector": "dlib HOG frontal face detector (real frame; generated frame for MKR)",

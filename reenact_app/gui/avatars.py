@@ -11,12 +11,12 @@ import shutil
 from pathlib import Path
 
 from reenact_common.paths import assets_dir
+from reenact_common.video_io import IMAGE_SUFFIXES
 from reenact_app.gui.settings import user_avatar_dir
 from reenact_app.images import load_avatar_image
 
 log = logging.getLogger(__name__)
 
-AVATAR_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def bundled_avatar_dir() -> Path:
@@ -26,7 +26,7 @@ def bundled_avatar_dir() -> Path:
 def _images_in(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
-    return sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in AVATAR_SUFFIXES), key=lambda p: p.name.lower())
+    return sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES), key=lambda p: p.name.lower())
 
 
 def list_avatars(extra: list[str] | None = None) -> list[str]:
@@ -46,7 +46,7 @@ def import_avatar(path: str | Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     if src.resolve().parent == folder.resolve():
         return src
-    suffix = src.suffix.lower() if src.suffix.lower() in AVATAR_SUFFIXES else ".png"
+    suffix = src.suffix.lower() if src.suffix.lower() in IMAGE_SUFFIXES else ".png"
     target = folder / f"{src.stem}{suffix}"
     n = 2
     while target.exists():

@@ -28,7 +28,8 @@ from reenact_app.gui.help_dialog import HelpDialog
 from reenact_app.gui.shortcuts import SHORTCUTS
 from reenact_app.gui.widgets.banner import Banner
 from reenact_app.gui.widgets.controls import ControlsPanel
-from reenact_app.gui.widgets.gallery import IMAGE_SUFFIXES, AvatarGallery
+from reenact_app.gui.widgets.gallery import AvatarGallery
+from reenact_common.video_io import IMAGE_SUFFIXES
 from reenact_app.gui.widgets.preview import PreviewWidget
 from reenact_app.gui.widgets.status import StatusPanel
 

@@ -13,11 +13,12 @@ from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QImage, QImageReader, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget
 
+from reenact_common.video_io import IMAGE_SUFFIXES
+
 log = logging.getLogger(__name__)
 
 THUMB = 72
 MAX_THUMB_SOURCE_PIXELS = 80_000_000  # refuse to decode thumbnails of absurdly large images
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def load_thumbnail(path: str | Path, size: int = THUMB) -> QImage:
