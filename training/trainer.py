@@ -380,201 +380,280 @@ def _append_metrics(path: Path, step: int, elapsed: float, split: str, values: d
 def train(config: TrainConfig, data: str | Path, out: str | Path, resume: bool = False, init: str | Path | None = None,
           device: str | None = None, options: TrainOptions | None = None) -> dict:
     """Train until config.max_steps (or options.stop_after_s); returns a summary dict."""
-    from torch.utils.data import DataLoader
-    from tqdm import tqdm
+    run = _TrainingRun(config, Path(data), Path(out), options or TrainOptions(), device)
+    run.build_model(init)
+    run.build_optimiser()
+    run.restore(resume, init)
+    run.distribute()
+    run.open_data()
+    return run.loop()
 
-    options = options or TrainOptions()
-    data, out = Path(data), Path(out)
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = pick_device(device, local_rank)
+
+def _configure_device(device: str | None) -> tuple[torch.device, Dist]:
+    """The device of this rank (torchrun's LOCAL_RANK) with the fast CUDA kernels on, and the process group."""
+    dev = pick_device(device, int(os.environ.get("LOCAL_RANK", "0")))
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
         torch.backends.cudnn.benchmark = True  # fixed input sizes: pick the fastest convolution kernels once
         torch.backends.cuda.matmul.allow_tf32 = True  # the fp32 parts outside autocast
         torch.backends.cudnn.allow_tf32 = True
-    dist_info = setup_distributed(dev)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    config.validate()
-    model_config = config.model_config()
+    return dev, setup_distributed(dev)
 
-    torch.manual_seed(config.seed)
-    model = build_model(model_config)
-    if config.occlusion_init_bias is not None:  # an init: weights loaded below (--init, --resume) replace it
-        open_occlusion_heads(model.generator, config.occlusion_init_bias)
-    if init:
-        # The warped-source blend has no weights: a file with it on or off initialises a run either way.
-        source = load_checkpoint(init).set_warped_source_blend(model_config.generator.warped_source_blend)
-        if source.config != model_config:
-            raise ConfigError(f"--init {init} was trained with another model config than preset {config.preset!r}")
-        model.kp_detector.load_state_dict(source.kp_detector.state_dict())
-        model.generator.load_state_dict(source.generator.state_dict())
-    vgg = VGG19Features.from_file(config.vgg19_weights) if config.vgg19_weights else None
-    if vgg is None and config.loss.l1 == 0 and config.loss.ssim == 0 and config.loss.gradient == 0:
-        log.warning("no --vgg19-weights: the perceptual loss is off, using pyramid L1 + SSIM + gradients instead")
-        config = config.replace(loss=dataclasses.replace(config.loss, l1=10.0, ssim=5.0, gradient=5.0))
-    tm = TrainingModel(model.kp_detector, model.generator, config, vgg).to(dev)
-    tm.train()
-    if vgg is not None:
-        vgg.eval()
 
-    optimizer = torch.optim.Adam(
-        [p for n, p in tm.named_parameters() if not n.startswith("reconstruction.")], lr=config.lr, betas=config.betas
-    )
-    milestones = sorted({max(1, int(f * config.max_steps)) for f in config.lr_milestones})
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=config.lr_gamma)
-    adversary = _AdversaryState.build(config, dev) if config.gan.enabled else None
-    start_step, best = 0, {}
-    last_path = out / "checkpoints" / "last.pt"
-    if resume and last_path.is_file():
-        state = load_training_state(last_path)
-        tm.kp_detector.load_state_dict(state["kp_detector"])
-        tm.generator.load_state_dict(state["generator"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_step, best = int(state["step"]), json.loads(state["best"])
-        _apply_schedule(optimizer, scheduler, config, milestones, start_step)
-        if adversary is not None:
-            adversary.load(state, config)
-        if best.get("image_size") != config.image_size:
-            best = {}  # a new training resolution: scores are not comparable, pick the best afresh
-        log.info("resumed from %s at step %d", last_path, start_step)
-    elif resume:
-        log.info("no checkpoint at %s: starting from %s", last_path, f"--init {init}" if init else "scratch")
-    if init and options.init_step and start_step == 0:
-        start_step = options.init_step
-        scheduler.last_epoch = start_step
-        _apply_schedule(optimizer, scheduler, config, milestones, start_step)
-        log.info("--init weights continue at step %d (fresh optimizer)", start_step)
+class _TrainingRun:
+    """One invocation of `train`, as named steps: device, model (+ init), optimiser, resume, DDP, data,
+    then the loop (step, progress, samples, validation and selection, checkpoint or stop)."""
 
-    if dist_info.world_size > 1 and dev.type == "cuda":
-        tm = nn.SyncBatchNorm.convert_sync_batchnorm(tm)
-    find_unused = config.teacher.enabled and start_step < config.teacher.warmup_steps
-    net = _distributed(tm, dist_info, dev, find_unused_parameters=find_unused)
-    adversary_net = _distributed(adversary.module, dist_info, dev) if adversary is not None else None
+    def __init__(self, config: TrainConfig, data: Path, out: Path, options: TrainOptions, device: str | None):
+        self.data, self.out, self.options = data, out, options
+        self.dev, self.dist = _configure_device(device)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        config.validate()
+        self.config = config
+        self.model_config = config.model_config()
+        self.last_path = out / "checkpoints" / "last.pt"
+        self.metrics_path = out / "metrics.csv"
+        self.start_step, self.best = 0, {}
 
-    dataset = PairDataset(data, "train", config.image_size, config.seed, True, config.flip_probability,
-                          config.color_jitter, config.max_frame_distance)
-    if config.teacher.enabled and not dataset.has_landmarks:
-        log.warning("no landmarks in %s: teacher terms are zero (run `reenact prepare-data` to cache them)", data)
-    sampler = StepSampler(start_step, config.batch_size, dist_info.rank, dist_info.world_size)
-    loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, num_workers=config.num_workers,
-                        pin_memory=dev.type == "cuda", persistent_workers=config.num_workers > 0)
-    val_loader = None
-    if dist_info.main and config.val_every and (data / "test").is_dir():
-        val_set = PairDataset(data, "test", config.image_size, config.seed + 7919, False, length=config.val_pairs)
-        val_loader = DataLoader(val_set, batch_size=config.batch_size, shuffle=False)
+    # -- set-up ----------------------------------------------------------------------------------
+    def build_model(self, init: str | Path | None) -> None:
+        """Seeded weights (or `init`'s), the losses around them; no VGG weights: L1 + SSIM + gradients."""
+        config, model_config = self.config, self.model_config
+        torch.manual_seed(config.seed)
+        model = build_model(model_config)
+        if config.occlusion_init_bias is not None:  # an init: weights loaded below (--init, --resume) replace it
+            open_occlusion_heads(model.generator, config.occlusion_init_bias)
+        if init:
+            # The warped-source blend has no weights: a file with it on or off initialises a run either way.
+            source = load_checkpoint(init).set_warped_source_blend(model_config.generator.warped_source_blend)
+            if source.config != model_config:
+                raise ConfigError(f"--init {init} was trained with another model config than preset {config.preset!r}")
+            model.kp_detector.load_state_dict(source.kp_detector.state_dict())
+            model.generator.load_state_dict(source.generator.state_dict())
+        vgg = VGG19Features.from_file(config.vgg19_weights) if config.vgg19_weights else None
+        if vgg is None and config.loss.l1 == 0 and config.loss.ssim == 0 and config.loss.gradient == 0:
+            log.warning("no --vgg19-weights: the perceptual loss is off, using pyramid L1 + SSIM + gradients instead")
+            self.config = config = config.replace(loss=dataclasses.replace(config.loss, l1=10.0, ssim=5.0, gradient=5.0))
+        self.tm = TrainingModel(model.kp_detector, model.generator, config, vgg).to(self.dev)
+        self.tm.train()
+        if vgg is not None:
+            vgg.eval()
 
-    if dist_info.main:
-        out.mkdir(parents=True, exist_ok=True)
-        save_train_config(config, out / "config.yaml")
-    metrics_path = out / "metrics.csv"
-    amp = config.amp and dev.type == "cuda"
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else nullcontext
-    started = time.monotonic()
-    last_save = started
-    running: dict[str, float] = {}
-    running_n = 0
-    step = start_step
-    bar = tqdm(total=config.max_steps, initial=start_step, desc="train", unit="it",
-               disable=None if dist_info.main else True)  # None: no bar in logs (non-TTY), one in a terminal
-    batches = iter(loader)
-    eval_ok = bool(options.eval_every)  # turns False if dlib evaluation is unavailable
-    eval_cache = _reference_cache() if eval_ok else None
-    interrupted = _StopOnSignal()
+    def build_optimiser(self) -> None:
+        """Adam over the model (not the fixed loss networks), the step LR schedule, the adversary if any."""
+        config = self.config
+        self.optimizer = torch.optim.Adam(
+            [p for n, p in self.tm.named_parameters() if not n.startswith("reconstruction.")], lr=config.lr,
+            betas=config.betas,
+        )
+        self.milestones = sorted({max(1, int(f * config.max_steps)) for f in config.lr_milestones})
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=self.milestones,
+                                                              gamma=config.lr_gamma)
+        self.adversary = _AdversaryState.build(config, self.dev) if config.gan.enabled else None
 
-    def checkpoint(step_done: int) -> None:
-        if dist_info.main:
-            save_training_state(last_path, _state(tm, optimizer, scheduler, step_done, best, config, adversary))
+    def restore(self, resume: bool, init: str | Path | None) -> None:
+        """--resume: weights, optimiser, schedule, adversary and best score from last.pt; --init with
+        init_step: the schedules continue at that step with a fresh optimiser."""
+        config, options = self.config, self.options
+        if resume and self.last_path.is_file():
+            state = load_training_state(self.last_path)
+            self.tm.kp_detector.load_state_dict(state["kp_detector"])
+            self.tm.generator.load_state_dict(state["generator"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.start_step, self.best = int(state["step"]), json.loads(state["best"])
+            _apply_schedule(self.optimizer, self.scheduler, config, self.milestones, self.start_step)
+            if self.adversary is not None:
+                self.adversary.load(state, config)
+            if self.best.get("image_size") != config.image_size:
+                self.best = {}  # a new training resolution: scores are not comparable, pick the best afresh
+            log.info("resumed from %s at step %d", self.last_path, self.start_step)
+        elif resume:
+            log.info("no checkpoint at %s: starting from %s", self.last_path, f"--init {init}" if init else "scratch")
+        if init and options.init_step and self.start_step == 0:
+            self.start_step = options.init_step
+            self.scheduler.last_epoch = self.start_step
+            _apply_schedule(self.optimizer, self.scheduler, config, self.milestones, self.start_step)
+            log.info("--init weights continue at step %d (fresh optimizer)", self.start_step)
 
-    while step < config.max_steps:
-        batch = {k: v.to(dev, non_blocking=True) for k, v in next(batches).items()}
-        with autocast():
-            losses, extras = net(batch, step, dist_info.rank)
+    def distribute(self) -> None:
+        """DDP wrappers (SyncBatchNorm across GPUs); on one process the modules themselves."""
+        if self.dist.world_size > 1 and self.dev.type == "cuda":
+            self.tm = nn.SyncBatchNorm.convert_sync_batchnorm(self.tm)
+        find_unused = self.config.teacher.enabled and self.start_step < self.config.teacher.warmup_steps
+        self.net = _distributed(self.tm, self.dist, self.dev, find_unused_parameters=find_unused)
+        self.adversary_net = (_distributed(self.adversary.module, self.dist, self.dev)
+                              if self.adversary is not None else None)
+
+    def open_data(self) -> None:
+        """Training batches from `start_step` on (a pure function of seed, step and rank), validation pairs."""
+        from torch.utils.data import DataLoader
+
+        config, data, dev = self.config, self.data, self.dev
+        dataset = PairDataset(data, "train", config.image_size, config.seed, True, config.flip_probability,
+                              config.color_jitter, config.max_frame_distance)
+        if config.teacher.enabled and not dataset.has_landmarks:
+            log.warning("no landmarks in %s: teacher terms are zero (run `reenact prepare-data` to cache them)", data)
+        sampler = StepSampler(self.start_step, config.batch_size, self.dist.rank, self.dist.world_size)
+        self.loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler,
+                                 num_workers=config.num_workers, pin_memory=dev.type == "cuda",
+                                 persistent_workers=config.num_workers > 0)
+        self.val_loader = None
+        if self.dist.main and config.val_every and (data / "test").is_dir():
+            val_set = PairDataset(data, "test", config.image_size, config.seed + 7919, False, length=config.val_pairs)
+            self.val_loader = DataLoader(val_set, batch_size=config.batch_size, shuffle=False)
+        if self.dist.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            save_train_config(config, self.out / "config.yaml")
+
+    # -- the loop --------------------------------------------------------------------------------
+    def loop(self) -> dict:
+        from tqdm import tqdm
+
+        config, options = self.config, self.options
+        amp = config.amp and self.dev.type == "cuda"
+        self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if amp else nullcontext
+        self.started = time.monotonic()
+        self.last_save = self.started
+        self.running: dict[str, float] = {}
+        self.running_n = 0
+        step = self.start_step
+        bar = tqdm(total=config.max_steps, initial=self.start_step, desc="train", unit="it",
+                   disable=None if self.dist.main else True)  # None: no bar in logs (non-TTY), one in a terminal
+        batches = iter(self.loader)
+        self.eval_ok = bool(options.eval_every)  # turns False if dlib evaluation is unavailable
+        self.eval_cache = _reference_cache() if self.eval_ok else None
+        interrupted = _StopOnSignal()
+        while step < config.max_steps:
+            batch = {k: v.to(self.dev, non_blocking=True) for k, v in next(batches).items()}
+            losses, total, extras = self._step(batch, step)
+            step += 1
+            if not math.isfinite(total.item()):
+                raise ConfigError(f"loss became {total.item()} at step {step}; lower the learning rate or check the data")
+            self._accumulate(losses, total)
+            if self.dist.main:
+                bar.update(1)
+                self._report(step, bar)
+                self._save_samples(step, batch, extras)
+                self._validate_and_select(step)
+            if self._checkpoint_or_stop(step, interrupted.requested):
+                break
+        bar.close()
+        interrupted.restore()
+        return self._finish(step)
+
+    def _step(self, batch: dict, step: int) -> tuple[dict, torch.Tensor, dict]:
+        """One optimisation step of the model (and of the adversary once there is a prediction)."""
+        with self.autocast():
+            losses, extras = self.net(batch, step, self.dist.rank)
             fake = extras["generated"]["prediction"] if "generated" in extras else None
-            if adversary_net is not None and fake is not None:
-                ramp = adversary.generator_weight
-                losses.update({k: v * ramp for k, v in adversary_net(batch["driving"], fake, "generator").items()})
+            if self.adversary_net is not None and fake is not None:
+                ramp = self.adversary.generator_weight
+                losses.update({k: v * ramp for k, v in self.adversary_net(batch["driving"], fake, "generator").items()})
         total = sum(losses.values())
-        optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad(set_to_none=True)
         total.backward()
-        optimizer.step()
-        scheduler.step()
-        if adversary is not None and fake is not None:  # not in the teacher's warm-up (no prediction yet)
-            lr = optimizer.param_groups[0]["lr"]
-            for k, v in adversary.step(batch["driving"], fake, adversary_net, lr, autocast).items():
-                running[k] = running.get(k, 0.0) + v
-        step += 1
-        if not math.isfinite(total.item()):
-            raise ConfigError(f"loss became {total.item()} at step {step}; lower the learning rate or check the data")
-        for k, v in losses.items():
-            running[k] = running.get(k, 0.0) + float(v.detach())
-        running["total"] = running.get("total", 0.0) + float(total.detach())
-        running_n += 1
-        if dist_info.main:
-            bar.update(1)
-            if step % config.log_every == 0 or step == config.max_steps:
-                means = {k: v / running_n for k, v in running.items()}
-                means["lr"] = optimizer.param_groups[0]["lr"]
-                means["s_per_it"] = (time.monotonic() - started) / max(1, step - start_step)
-                bar.set_postfix({k: f"{v:.3g}" for k, v in means.items() if k in ("total", "teacher_motion", "l1")})
-                _append_metrics(metrics_path, step, time.monotonic() - started, "train", means)
-                running, running_n = {}, 0
-            if config.sample_every and (step % config.sample_every == 0 or step == 1) and "generated" in extras:
-                from training.grid import make_grid, save_grid
+        self.optimizer.step()
+        self.scheduler.step()
+        if self.adversary is not None and fake is not None:  # not in the teacher's warm-up (no prediction yet)
+            lr = self.optimizer.param_groups[0]["lr"]
+            for k, v in self.adversary.step(batch["driving"], fake, self.adversary_net, lr, self.autocast).items():
+                self.running[k] = self.running.get(k, 0.0) + v
+        return losses, total, extras
 
-                grid = make_grid(batch, extras["kp_source"], extras["kp_driving"], extras["generated"])
-                save_grid(out / "samples" / f"step{step:07d}.png", grid)
-            warm = config.teacher.enabled and step <= config.teacher.warmup_steps
-            if val_loader is not None and not warm and (step % config.val_every == 0 or step == config.max_steps):
-                values = validation_loss(tm, val_loader, dev)
-                evaluated = None
-                if eval_ok and (step % options.eval_every == 0 or step == config.max_steps):
-                    evaluated = dlib_evaluation(tm, model_config, data, options, config.image_size, eval_cache)
-                    eval_ok = evaluated is not None
-                    values.update(evaluated or {})
-                _append_metrics(metrics_path, step, time.monotonic() - started, "val", values)
-                log.info("step %d: %s", step, ", ".join(f"{k} {v:.4g}" for k, v in values.items()))
-                # Best by dlib AKD when evaluation runs (val-loss-only rounds then don't compete), else by val L1.
-                key = "eval_akd" if eval_ok else "val_l1"
-                score = values.get(key, float("nan"))
-                if math.isfinite(score) and (best.get("key") != key or score < best.get("score", float("inf"))):
-                    best = {"key": key, "score": score, "step": step, "image_size": config.image_size, **values}
-                    meta = {"step": str(step), "selected_by": key, "score": f"{score:.6g}", "preset": config.preset,
-                            "train_image_size": str(config.image_size), "teacher": str(config.teacher.enabled)}
-                    path = export_model(tm, model_config, out / "best.safetensors", meta)
-                    (out / "best.json").write_text(json.dumps(best, indent=1))
-                    if options.publish:
-                        Path(options.publish).parent.mkdir(parents=True, exist_ok=True)
-                        shutil.copyfile(path, options.publish)
-                        log.info("published %s -> %s", path, options.publish)
+    def _accumulate(self, losses: dict, total: torch.Tensor) -> None:
+        for k, v in losses.items():
+            self.running[k] = self.running.get(k, 0.0) + float(v.detach())
+        self.running["total"] = self.running.get("total", 0.0) + float(total.detach())
+        self.running_n += 1
+
+    def _report(self, step: int, bar) -> None:
+        """Every log_every steps: the mean losses since the last report to metrics.csv and the bar."""
+        config = self.config
+        if not (step % config.log_every == 0 or step == config.max_steps):
+            return
+        means = {k: v / self.running_n for k, v in self.running.items()}
+        means["lr"] = self.optimizer.param_groups[0]["lr"]
+        means["s_per_it"] = (time.monotonic() - self.started) / max(1, step - self.start_step)
+        bar.set_postfix({k: f"{v:.3g}" for k, v in means.items() if k in ("total", "teacher_motion", "l1")})
+        _append_metrics(self.metrics_path, step, time.monotonic() - self.started, "train", means)
+        self.running, self.running_n = {}, 0
+
+    def _save_samples(self, step: int, batch: dict, extras: dict) -> None:
+        config = self.config
+        if config.sample_every and (step % config.sample_every == 0 or step == 1) and "generated" in extras:
+            from training.grid import make_grid, save_grid
+
+            grid = make_grid(batch, extras["kp_source"], extras["kp_driving"], extras["generated"])
+            save_grid(self.out / "samples" / f"step{step:07d}.png", grid)
+
+    def _validate_and_select(self, step: int) -> None:
+        """Validation loss (and dlib evaluation when due); a better score exports best.safetensors."""
+        config, options = self.config, self.options
+        warm = config.teacher.enabled and step <= config.teacher.warmup_steps
+        if self.val_loader is None or warm or not (step % config.val_every == 0 or step == config.max_steps):
+            return
+        values = validation_loss(self.tm, self.val_loader, self.dev)
+        if self.eval_ok and (step % options.eval_every == 0 or step == config.max_steps):
+            evaluated = dlib_evaluation(self.tm, self.model_config, self.data, options, config.image_size,
+                                        self.eval_cache)
+            self.eval_ok = evaluated is not None
+            values.update(evaluated or {})
+        _append_metrics(self.metrics_path, step, time.monotonic() - self.started, "val", values)
+        log.info("step %d: %s", step, ", ".join(f"{k} {v:.4g}" for k, v in values.items()))
+        # Best by dlib AKD when evaluation runs (val-loss-only rounds then don't compete), else by val L1.
+        key = "eval_akd" if self.eval_ok else "val_l1"
+        score = values.get(key, float("nan"))
+        best = self.best
+        if math.isfinite(score) and (best.get("key") != key or score < best.get("score", float("inf"))):
+            self.best = {"key": key, "score": score, "step": step, "image_size": config.image_size, **values}
+            meta = {"step": str(step), "selected_by": key, "score": f"{score:.6g}", "preset": config.preset,
+                    "train_image_size": str(config.image_size), "teacher": str(config.teacher.enabled)}
+            path = export_model(self.tm, self.model_config, self.out / "best.safetensors", meta)
+            (self.out / "best.json").write_text(json.dumps(self.best, indent=1))
+            if options.publish:
+                Path(options.publish).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, options.publish)
+                log.info("published %s -> %s", path, options.publish)
+
+    def _checkpoint_or_stop(self, step: int, interrupted: bool) -> bool:
+        """Saves last.pt when due or stopping; True to stop (time, step limit, signal). Rank 0 decides."""
+        config, options = self.config, self.options
         now = time.monotonic()
         due = config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0
-        due = due or (config.checkpoint_every_s and now - last_save >= config.checkpoint_every_s)
-        stop = bool(options.stop_after_s and now - started >= options.stop_after_s)
-        stop = stop or bool(options.stop_at_step and step >= options.stop_at_step) or interrupted.requested
-        if dist_info.world_size > 1:  # every rank must agree on saving/stopping: rank 0 decides
+        due = due or (config.checkpoint_every_s and now - self.last_save >= config.checkpoint_every_s)
+        stop = bool(options.stop_after_s and now - self.started >= options.stop_after_s)
+        stop = stop or bool(options.stop_at_step and step >= options.stop_at_step) or interrupted
+        if self.dist.world_size > 1:  # every rank must agree on saving/stopping: rank 0 decides
             import torch.distributed as dist
 
-            flags = torch.tensor([int(bool(due)), int(stop)], device=dev)
+            flags = torch.tensor([int(bool(due)), int(stop)], device=self.dev)
             dist.broadcast(flags, src=0)
             due, stop = bool(flags[0]), bool(flags[1])
         if due or stop:
-            checkpoint(step)
-            last_save = now
-        if stop:
-            break
-    bar.close()
-    interrupted.restore()
-    sync_buffers(tm, dist_info)
-    checkpoint(step)
-    summary = {"steps": step, "seconds": round(time.monotonic() - started, 1), "run": str(out), "best": best}
-    if dist_info.main:
-        export_model(tm, model_config, out / "final.safetensors",
-                     {"step": str(step), "preset": config.preset, "teacher": str(config.teacher.enabled)})
-        (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    summary["state"] = {k: v.detach().cpu().clone() for k, v in tm.state_dict().items()}
-    if adversary is not None:
-        summary["state"].update({f"discriminator.{k}": v.detach().cpu().clone()
-                                 for k, v in adversary.module.state_dict().items()})
-    return summary
+            self._checkpoint(step)
+            self.last_save = now
+        return stop
+
+    def _checkpoint(self, step_done: int) -> None:
+        if self.dist.main:
+            save_training_state(self.last_path, _state(self.tm, self.optimizer, self.scheduler, step_done, self.best,
+                                                       self.config, self.adversary))
+
+    def _finish(self, step: int) -> dict:
+        """Final checkpoint, final.safetensors and summary.json; the summary carries the weights (tests)."""
+        config, tm = self.config, self.tm
+        sync_buffers(tm, self.dist)
+        self._checkpoint(step)
+        summary = {"steps": step, "seconds": round(time.monotonic() - self.started, 1), "run": str(self.out),
+                   "best": self.best}
+        if self.dist.main:
+            export_model(tm, self.model_config, self.out / "final.safetensors",
+                         {"step": str(step), "preset": config.preset, "teacher": str(config.teacher.enabled)})
+            (self.out / "summary.json").write_text(json.dumps(summary, indent=1))
+        summary["state"] = {k: v.detach().cpu().clone() for k, v in tm.state_dict().items()}
+        if self.adversary is not None:
+            summary["state"].update({f"discriminator.{k}": v.detach().cpu().clone()
+                                     for k, v in self.adversary.module.state_dict().items()})
+        return summary
