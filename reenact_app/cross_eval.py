@@ -100,13 +100,11 @@ class CrossData:
     reference_seconds: float = 0.0
 
 
-def _prepared_clip_frames(data_dir: str | Path, clips: int | None, frames: int | None, size: int,
-                          split: str) -> list[tuple[str, list[np.ndarray]]]:
+def _prepared_clips(data_dir: str | Path, clips: int | None, split: str) -> list[Any]:
+    """The chosen clips of a prepared split (fails in one line on a missing or empty folder)."""
     from training.evaluate import find_clips, select_clips
-    from training.metrics import to_uint8
 
-    chosen = select_clips(find_clips(data_dir, split), clips)
-    return [(clip.clip_id, [to_uint8(f) for f in clip.read_frames(size, frames)]) for clip in chosen]
+    return select_clips(find_clips(data_dir, split), clips)
 
 
 def _crop_landmarker(size: int) -> Callable[[np.ndarray, float], np.ndarray | None]:
@@ -176,7 +174,7 @@ def load_cross_data(data_dir: str | Path | None, avatars: Sequence[str | Path], 
         raise ConfigError(f"neutral must be one of {', '.join(NEUTRAL_CHOICES)}, got {neutral!r}")
     from tqdm import tqdm
 
-    from training.metrics import load_face_models
+    from training.metrics import load_face_models, to_uint8
 
     if not avatars:
         raise ConfigError("no avatars to drive: give avatar images (or use the default set)")
@@ -185,6 +183,7 @@ def load_cross_data(data_dir: str | Path | None, avatars: Sequence[str | Path], 
         raise ConfigError(f"avatar image(s) not found: {', '.join(missing)}")
     if data_dir is None and not driving_videos:
         raise ConfigError("nothing to drive with: give --data (a prepared folder) or --driving-videos")
+    prepared = _prepared_clips(data_dir, clips, split) if data_dir is not None else []  # before slow work
     faces = load_face_models()
     loaded_avatars = [_load_avatar(Path(a), size, faces) for a in avatars]
     names = [a.name for a in loaded_avatars]
@@ -192,9 +191,8 @@ def load_cross_data(data_dir: str | Path | None, avatars: Sequence[str | Path], 
         if names.count(avatar.name) > 1:
             avatar.name = f"{Path(avatar.path).parent.name}/{avatar.name}"
     sources: list[tuple[str, Callable[[], list[DriverCrop]]]] = []
-    if data_dir is not None:
-        for clip_id, clip_frames in _prepared_clip_frames(data_dir, clips, frames, size, split):
-            sources.append((clip_id, lambda f=clip_frames: _prepared_drivers(f, size)))
+    for clip in prepared:
+        sources.append((clip.clip_id, lambda c=clip: _prepared_drivers([to_uint8(f) for f in c.read_frames(size, frames)], size)))
     for video in driving_videos:
         sources.append((Path(video).stem, lambda v=Path(video): _video_drivers(v, frames, size)))
     driver_clips = []

@@ -187,3 +187,13 @@ def test_the_most_neutral_frame_is_not_an_open_mouth(faces, driver_frames):
     assert neutral != 0
     assert reordered.features["mouth"][neutral] < np.median(reordered.features["mouth"])
     assert reordered.features["eyes"][neutral] >= np.median(reordered.features["eyes"])
+
+
+def test_evaluate_cross_cli_missing_data_is_one_clear_error(tmp_path: Path, capsys):
+    from reenact_app.cli import main
+
+    avatar = Path(__file__).resolve().parent.parent / "assets" / "avatars" / "gogol.jpg"
+    code = main(["evaluate-cross", str(avatar), "--data", str(tmp_path / "nothing"), "--no-progress"])
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "data folder not found" in err[0] and "prepare-data" in err[0]
