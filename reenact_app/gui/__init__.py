@@ -4,9 +4,12 @@ Layout of the package (view code separate from state, so tests can drive the app
 are reached only through the engines' facade (`reenact_app.engines.EngineOpener`): nothing here imports
 torch, onnxruntime, `models` or `export` (tests/test_layering.py checks it).
 - app.py: QApplication setup, display detection, removal of OpenCV's Qt plugin override;
-- controller.py: AppController, the state and every user action; owns the worker threads;
+- controller.py: AppController, the state and every user action; starts the command thread and the pipeline;
 - worker.py: the command thread and the latest-frame bridge to the UI thread;
-- live.py: glue to the LivePipeline (switchable source, detachable sinks, smoothing mapping);
+- live.py: glue to the LivePipeline (settings applied in one place, detachable sinks, smoothing mapping);
+
+Threads (UI, command, pipeline, capture, virtual-camera sender, recorder) and child processes (ONNX export,
+ffmpeg): who owns each and how they talk is in docs/architecture.md, "Threads and processes".
 - main_window.py + widgets/: the view; help_dialog.py, shortcuts.py;
 - settings.py: AppSettings saved as JSON in the user config dir; avatars.py: avatar files;
 - stall.py: UI-thread stall meter;
