@@ -92,7 +92,7 @@ def test_auto_prefers_tensorrt_then_walks_the_chain(model, fake_world, caplog):
     fake_world["available"] -= {"torch-cudagraph"}
     assert create_engine(model, "auto").name == "torch-cuda"
     fake_world["available"] -= {"torch-cuda"}
-    with caplog.at_level(logging.INFO, logger="reenact_app.engines.select"):
+    with caplog.at_level(logging.DEBUG, logger="reenact_app.engines.select"):
         engine = create_engine(model, "auto")
     assert engine.name == "onnxruntime-cpu"
     skipped = [c for c, _ in engine.selection.skipped]
@@ -240,7 +240,7 @@ def test_tensorrt_unavailable_raises_clear_error(model, tmp_path):
 
 # -- real engines on this CPU --------------------------------------------------------------------
 def test_real_auto_selection_on_cpu_is_onnxruntime(model, tmp_path, caplog):
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.DEBUG):
         engine = create_engine(model, "auto", options=EngineOptions(cache_dir=tmp_path))
     assert engine.describe() == "ONNX Runtime cpu fp32"
     assert isinstance(engine, FallbackEngine) and engine.remaining == ["torch-cpu"]

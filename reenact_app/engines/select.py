@@ -195,7 +195,9 @@ def _first_working(
     for index, candidate in enumerate(candidates):
         ok, reason = _probe(candidate)
         if not ok:
-            log.info("engine %s skipped: %s", LABELS[candidate], reason)
+            # absent hardware or runtime is no news on most machines: --verbose shows it, and
+            # Selection.summary keeps it for `reenact bench` and the GUI's engine details
+            log.debug("engine %s skipped: %s", LABELS[candidate], reason)
             selection.skipped.append((candidate, reason))
             continue
         try:
