@@ -121,3 +121,48 @@ def test_drop_images_on_the_window_adds_avatars(qtbot, isolated):
     assert Path(controller.state.avatar_path).parent == isolated / "config" / "avatars"
     assert window.gallery.list.currentRow() == count
     assert controller.shutdown()
+
+
+def test_only_the_ui_thread_writes_state_and_settings(qtbot, isolated, checkpoint):
+    """The command thread posts its results (engine, avatar, source, sinks) to the UI thread instead of
+    writing AppState or AppSettings itself: a full start, avatar and source switches, a recording and the
+    virtual camera, with every write checked for its thread."""
+    import threading
+
+    from reenact_app.gui.controller import AppController
+    from reenact_app.gui.settings import AppSettings
+    from reenact_app.gui.state import AppState
+
+    off_thread: list[tuple[str, str, str]] = []
+
+    def guarded(cls):
+        class Guarded(cls):
+            def __setattr__(self, name, value):
+                if threading.current_thread() is not threading.main_thread():
+                    off_thread.append((cls.__name__, name, threading.current_thread().name))
+                super().__setattr__(name, value)
+
+        return Guarded
+
+    settings = guarded(AppSettings)(engine="torch", model_path=str(checkpoint))
+    controller = AppController(settings, persist=False, vcam_backend="reenact-fake", cameras=[])
+    controller.state = guarded(AppState)(model_label=controller.state.model_label)
+    try:
+        controller.start()
+        qtbot.waitUntil(lambda: controller.state.frames_shown >= 3, timeout=60000)
+        controller.select_avatar(1)
+        controller.start_recording(str(isolated / "call.mp4"))
+        controller.start_virtual_camera()
+        qtbot.waitUntil(lambda: controller.idle() and controller.state.recording and controller.state.vcam_on,
+                        timeout=30000)
+        controller.set_video(str(REPO / "assets" / "driving" / "demo.mp4"))
+        controller.stop_recording()
+        controller.stop_virtual_camera()
+        qtbot.waitUntil(lambda: controller.idle() and not controller.state.recording, timeout=30000)
+        qtbot.wait(50)  # posted updates applied
+        assert controller.state.avatar_index == 1 and settings.avatar == controller.avatars[1]
+        assert controller.state.last_recording == str(isolated / "call.mp4") and not controller.state.vcam_on
+        assert controller.state.engine_label and controller.state.source_kind == "video"
+    finally:
+        controller.shutdown()
+    assert off_thread == []

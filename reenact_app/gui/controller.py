@@ -1,9 +1,11 @@
 """AppController: the app's state and every user action, with no widgets (tests drive it directly).
 
-Threads:
-- UI thread: this object, its signals and `state`. Cheap calls only (flags, thread-safe pipeline setters).
+Threads (all of the app's: docs/architecture.md, "Threads and processes"):
+- UI thread: this object, its signals, `state` and `settings`. Cheap calls only (flags, thread-safe
+  pipeline setters). Only this thread writes `state` and `settings`.
 - Command thread (`WorkerBridge`): model load / engine build, avatar face detection, opening cameras and
-  video files, starting sinks. One at a time, in order; errors become banner messages.
+  video files, starting sinks. One at a time, in order; errors become banner messages. Its results reach
+  `state` and `settings` through `_update_state` / `_update_settings`, which post them to the UI thread.
 - Pipeline thread (`LivePipeline`): capture, tracking, inference, sinks. Its frames reach the UI through
   the bridge's latest-frame slot.
 """
@@ -16,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
 from reenact_common.paths import assets_dir, default_weights
 from reenact_app.engines import EngineOpener, ModelSpec
@@ -51,6 +53,7 @@ class AppController(OutputsMixin, QObject):
     messageRaised = Signal(str, str, str, str, str)  # level, text, fix, action label, action key
     busyChanged = Signal(str)
     _notice = Signal(str, str)  # level, text: from worker threads
+    _posted = Signal(object)  # a callable from another thread, run on the UI thread
 
     def __init__(
         self,
@@ -88,6 +91,7 @@ class AppController(OutputsMixin, QObject):
         self.bridge.busyChanged.connect(self._busy)
         self.bridge.message.connect(lambda level, text, fix: self.raise_message(level, text, fix))
         self._notice.connect(lambda level, text: self.raise_message(level, text))
+        self._posted.connect(self._run_posted, Qt.ConnectionType.QueuedConnection)
         self._engine = None
         self._old_engines: list = []
         self._last_notice = ""
@@ -102,6 +106,7 @@ class AppController(OutputsMixin, QObject):
         self._pipeline = None
         self._vcam: GatedSink | None = None
         self._recorder: GatedSink | None = None
+        self._recorder_path = ""  # of the recording in progress (command thread)
         self._last_status = 0.0
         self._seen_message_time = time.time()
         self._shut_down = False
@@ -173,8 +178,50 @@ class AppController(OutputsMixin, QObject):
         """Shows a banner (through the window); also logged, so headless runs see it."""
         log.log(logging.ERROR if level == "error" else logging.WARNING if level == "warning" else logging.INFO,
                 "%s%s", text, f" — {fix}" if fix else "")
-        self.state.last_message = text
+        self._on_ui(lambda: setattr(self.state, "last_message", text))
         self.messageRaised.emit(level, text, fix, action, action_key)
+
+    # -- state and settings: owned by the UI thread ------------------------------------------------
+    @staticmethod
+    def _on_ui_thread() -> bool:
+        return threading.current_thread() is threading.main_thread()
+
+    def _on_ui(self, fn) -> None:
+        """Runs `fn` on the UI thread: now when called there, else queued behind the events already posted."""
+        if self._on_ui_thread():
+            fn()
+        else:
+            self._posted.emit(fn)
+
+    def _run_posted(self, fn) -> None:
+        fn()
+
+    def _update_state(self, **changes: Any) -> None:
+        """Sets AppState fields on the UI thread (posted from other threads, in order) and says so."""
+
+        def apply() -> None:
+            for name, value in changes.items():
+                if not hasattr(self.state, name):
+                    raise AttributeError(f"AppState has no field {name!r}")
+                setattr(self.state, name, value)
+            self.stateChanged.emit()
+
+        self._on_ui(apply)
+
+    def _update_settings(self, **changes: Any) -> None:
+        """Sets AppSettings fields on the UI thread (posted from other threads) and saves them soon."""
+
+        def apply() -> None:
+            for name, value in changes.items():
+                if not hasattr(self.settings, name):
+                    raise AttributeError(f"AppSettings has no field {name!r}")
+                setattr(self.settings, name, value)
+            self.state.model_label = self._model_label()
+            self.settingsChanged.emit()
+            self.stateChanged.emit()
+            self._schedule_save()
+
+        self._on_ui(apply)
 
     def _busy(self, text: str) -> None:
         self.state.busy = text
@@ -204,16 +251,14 @@ class AppController(OutputsMixin, QObject):
     def _load_engine(self) -> None:
         s = self.settings
         model_path = s.model_path or None
-        self.state.model_label = self._model_label()
+        self._update_state(model_label=self._model_label())
         if model_path is None and not default_weights().is_file():
-            self.state.weights_missing = True
+            self._update_state(weights_missing=True)
             self.raise_message("error", NO_WEIGHTS_TEXT, NO_WEIGHTS_FIX, "Choose checkpoint…", "choose_model")
-            self._changed()
             return
         if model_path is not None and not Path(model_path).is_file():
-            self.state.weights_missing = True
+            self._update_state(weights_missing=True)
             self.raise_message("error", f"Model checkpoint not found: {model_path}", NO_WEIGHTS_FIX, "Choose checkpoint…", "choose_model")
-            self._changed()
             return
         config = s.model_config or None
         try:
@@ -221,9 +266,8 @@ class AppController(OutputsMixin, QObject):
         except Exception:
             if self._engine is not None and self._working_model is not None:
                 # keep the call going on the model that worked; the banner says why the new one failed
-                s.model_path, s.model_config = self._working_model
-                self.state.model_label = self._model_label()
-                self._changed()
+                working_path, working_config = self._working_model
+                self._update_settings(model_path=working_path, model_config=working_config)
             raise
         if engine is None:
             return  # closing
@@ -231,16 +275,14 @@ class AppController(OutputsMixin, QObject):
         if hasattr(engine, "listeners"):
             engine.listeners.append(self._engine_notice)
         selection = getattr(engine, "selection", None)
-        self.state.engine_detail = selection.summary() if hasattr(selection, "summary") else ""
-        self.state.weights_missing = False
         old, self._engine = self._engine, engine
         if self._pipeline is not None:
             self._pipeline.set_engine(engine)
         if old is not None:
             self._retire_engine(old)
-        self.state.engine_label = engine.describe()
+        self._update_state(engine_label=engine.describe(), weights_missing=False,
+                           engine_detail=selection.summary() if hasattr(selection, "summary") else "")
         log.info("engine ready: %s", engine.describe())
-        self._changed()
 
     def _build_engine(self, model_path: str | None, config: str | None):
         """Checkpoint -> engine through the engines' facade (None when the app is closing meanwhile).
@@ -309,16 +351,14 @@ class AppController(OutputsMixin, QObject):
             return
         self._pending_avatar = None
         self._avatar = prepared
-        self.state.avatar_index, self.state.avatar_path = index, path
+        self._update_state(avatar_index=index, avatar_path=path)
         if path not in self.extra_avatars:
-            self.settings.avatar = path
+            self._update_settings(avatar=path)
         if self._pipeline is not None:
             self._pipeline.set_avatar(prepared)
         if prepared.message and prepared.face_found:
             self.raise_message("info", f"{name}: {prepared.message}")
         log.info("avatar: %s", path)
-        self._schedule_save()
-        self._changed()
 
     def _build_source(self):
         """The configured driving source; falls back to the demo clip (and says so) when it can't open."""
@@ -326,15 +366,16 @@ class AppController(OutputsMixin, QObject):
 
         s = self.settings
         if self.driving_override:
-            self.state.source_kind = "camera" if self.driving_override.isdigit() else "video"
-            self.state.source_name = self.state.source_label = Path(self.driving_override).name
+            name = Path(self.driving_override).name
+            self._update_state(source_kind="camera" if self.driving_override.isdigit() else "video",
+                               source_name=name, source_label=name)
             return open_source(self.driving_override, loop=True, realtime=True)
         wh = parse_resolution(s.camera_resolution) or (640, 480)
         use_camera = s.source == "camera" or (s.source == "auto" and self.cameras)
         if use_camera and self.cameras:
             index = s.camera_index if any(c.index == s.camera_index for c in self.cameras) else self.cameras[0].index
-            self.state.source_kind, self.state.source_name = "camera", self._camera_name(index)
-            self.state.source_label = self.state.source_name
+            name = self._camera_name(index)
+            self._update_state(source_kind="camera", source_name=name, source_label=name)
             return CameraSource(index, wh[0], wh[1], 30, capture_factory=self.camera_factory)
         if s.source in ("auto", "camera") and not self.cameras:
             self.raise_message("info", "No camera found: playing the bundled demo clip instead.",
@@ -342,13 +383,13 @@ class AppController(OutputsMixin, QObject):
         if s.source == "video" and s.video_path:
             try:
                 source = VideoFileSource(s.video_path, loop=True, realtime=True)
-                self.state.source_kind, self.state.source_name = "video", Path(s.video_path).name
-                self.state.source_label = self.state.source_name
+                name = Path(s.video_path).name
+                self._update_state(source_kind="video", source_name=name, source_label=name)
                 return source
             except MediaError as exc:
                 self.raise_message("warning", f"{exc}: playing the bundled demo clip instead.", "", "Open video…", "choose_video")
-        self.state.source_kind = "video"
-        self.state.source_name = self.state.source_label = "demo clip" + (" (no camera)" if not self.cameras else "")
+        name = "demo clip" + (" (no camera)" if not self.cameras else "")
+        self._update_state(source_kind="video", source_name=name, source_label=name)
         return VideoFileSource(demo_clip(), loop=True, realtime=True)
 
     def _camera_name(self, index: int) -> str:
@@ -373,9 +414,8 @@ class AppController(OutputsMixin, QObject):
         if self._shut_down:
             return
         pipeline.start()
-        self.state.running = True
+        self._update_state(running=True)
         log.info("pipeline running: %s", source.name)
-        self._changed()
 
     def _switch_source(self) -> None:
         if self._pipeline is None:

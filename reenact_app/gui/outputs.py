@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 class OutputsMixin:
     """Needs from the host: bridge, settings, state, _pipeline, _source, _vcam, _recorder, vcam_backend,
-    raise_message(), _changed()."""
+    raise_message(), _changed(), _update_state()."""
 
     # -- virtual camera ---------------------------------------------------------------------------
     def start_virtual_camera(self) -> None:
@@ -36,9 +36,8 @@ class OutputsMixin:
         if self._vcam is not None:
             return
         if self._pipeline is None:
-            self.state.vcam_on = False
+            self._update_state(vcam_on=False)
             self.raise_message("warning", "The virtual camera needs a running preview (load a model first).")
-            self._changed()
             return
         w, h = parse_resolution(self.settings.output_resolution) or (640, 480)
         fps = self._source.fps if self._source is not None and self._source.fps else 30.0
@@ -48,15 +47,12 @@ class OutputsMixin:
         except VirtualCameraError as exc:
             text = str(exc)
             first, _, rest = text.partition("\n")
-            self.state.vcam_on, self.state.vcam = False, "unavailable"
+            self._update_state(vcam_on=False, vcam="unavailable")
             self.raise_message("error", first, rest.strip())
-            self._changed()
             return
         self._vcam = sink
-        self.state.vcam_on = True
-        self.state.vcam_device = sink.inner.device or ""
-        self.state.vcam = f"on {self.state.vcam_device} {w}x{h}".strip()
-        self._changed()
+        device = sink.inner.device or ""
+        self._update_state(vcam_on=True, vcam_device=device, vcam=f"on {device} {w}x{h}".strip())
 
     def _stop_vcam(self) -> None:
         sink, self._vcam = self._vcam, None
@@ -64,8 +60,7 @@ class OutputsMixin:
             sink.detach()
             if self._pipeline is not None:
                 self._pipeline.remove_sink(sink)
-        self.state.vcam_on, self.state.vcam = False, "off"
-        self._changed()
+        self._update_state(vcam_on=False, vcam="off")
 
     def _restart_vcam(self) -> None:
         self._stop_vcam()
@@ -94,7 +89,6 @@ class OutputsMixin:
             return
         if self._pipeline is None:
             self.raise_message("warning", "Recording needs a running preview (load a model first).")
-            self._changed()
             return
         s = self.settings
         size = None if s.record_side_by_side else parse_resolution(s.output_resolution)
@@ -104,13 +98,11 @@ class OutputsMixin:
         try:
             self._pipeline.add_sink(sink)
         except ReenactError as exc:
-            self.state.recording = False
+            self._update_state(recording=False)
             self.raise_message("error", f"Can't record: {exc}", "Choose another folder (settings: record_dir) with free space.")
-            self._changed()
             return
-        self._recorder = sink
-        self.state.recording, self.state.recording_path = True, path
-        self._changed()
+        self._recorder, self._recorder_path = sink, path
+        self._update_state(recording=True, recording_path=path)
 
     def _stop_recording(self) -> None:
         sink, self._recorder = self._recorder, None
@@ -119,13 +111,12 @@ class OutputsMixin:
         sink.detach()  # waits for the encoder: the file is complete when this returns
         if self._pipeline is not None:
             self._pipeline.remove_sink(sink)
-        path = self.state.recording_path
-        self.state.recording, self.state.recording_path, self.state.last_recording = False, "", path
+        path = self._recorder_path
+        self._update_state(recording=False, recording_path="", last_recording=path)
         if sink.error:
             self.raise_message("error", f"Recording {Path(path).name} failed: {sink.error}")
         else:
             self.raise_message("info", f"Recording saved: {path} ({sink.frames} frames)")
-        self._changed()
 
 
 def _videos_dir() -> Path:
