@@ -55,6 +55,7 @@ class ExpressionSettings:
     eye_closed_ratio: float = 0.3  # eye aspect at a full blink, relative to the neutral frame
     upper_lip_share: float = 0.3  # the jaw drops: the lower lip takes the larger part of the opening
     brow_dead_zone: float = 0.01  # brow-height changes below this (in inter-ocular distances) are noise
+    eye_open_forget: float = 0.02  # per frame: how fast the remembered open-eye level follows the present
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.strength <= 3.0:
@@ -273,6 +274,8 @@ class ExpressionRetargeter:
         self.reference: Openness | None = None
         self._closure = (0.0, 0.0)
         self._lift = (0.0, 0.0)  # avatar-crop pixels, per brow
+        self._rest_mouth = 0.0  # the driver's adapted baseline (see _update_baseline)
+        self._open_eyes = (0.0, 0.0)
 
     def set_avatar(self, landmarks: np.ndarray | None, keypoints: np.ndarray, size: int) -> None:
         self.avatar = None if landmarks is None else AvatarFace.measure(landmarks, keypoints, size)
@@ -281,6 +284,20 @@ class ExpressionRetargeter:
 
     def set_reference(self, landmarks: np.ndarray | None) -> None:
         self.reference = None if landmarks is None else Openness.of(landmarks)
+        if self.reference is not None:
+            self._rest_mouth = self.reference.mouth
+            self._open_eyes = self.reference.eyes
+
+    def _update_baseline(self, now: Openness) -> None:
+        """The driver's rest, adapted: calibration often catches a mouth mid-word or eyes mid-blink (and
+        a live user talks while pressing C), so the mouth's rest is the most closed it has been since
+        calibration, and the eyes' open level the widest recent one (a slowly forgetting maximum, so one
+        surprised stare does not make every later frame look half shut)."""
+        cfg = self.settings
+        self._rest_mouth = min(self._rest_mouth, now.mouth)
+        self._open_eyes = tuple(
+            max(n, r, (1.0 - cfg.eye_open_forget) * o + cfg.eye_open_forget * n)
+            for n, r, o in zip(now.eyes, self.reference.eyes, self._open_eyes))
 
     def ready(self) -> bool:
         return self.settings.active and self.avatar is not None and self.reference is not None
@@ -293,13 +310,14 @@ class ExpressionRetargeter:
             return value
         cfg, av = self.settings, self.avatar
         now = Openness.of(landmarks)
+        self._update_baseline(now)
         if cfg.eyes:
-            self._closure = tuple(self._eye_closure(n, r) for n, r in zip(now.eyes, self.reference.eyes))
+            self._closure = tuple(self._eye_closure(n, o) for n, o in zip(now.eyes, self._open_eyes))
         if cfg.brows:
             self._lift = tuple(self._brow_lift(n, r) for n, r in zip(now.brows, self.reference.brows))
         if not cfg.mouth or av.lower_lip is None:
             return value
-        delta = now.mouth - self.reference.mouth
+        delta = now.mouth - self._rest_mouth
         delta = np.sign(delta) * max(abs(delta) - cfg.mouth_dead_zone, 0.0)
         gap = max(av.openness.mouth + cfg.strength * delta, 0.0) - av.openness.mouth  # in IODs
         shift = cfg.mouth_gain * gap * av.iod_px * 2.0 / av.size  # in keypoint units

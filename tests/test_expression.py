@@ -180,6 +180,23 @@ def test_open_mouth_parts_the_lips_and_blink_closes_the_eyes(engine, avatar, dri
     assert sessions[1.0].expression.ready()
 
 
+def test_calibrated_mid_word_and_mid_blink_the_baseline_adapts(engine, avatar, driver):
+    """Calibrated on the open-mouth frame, then the blink frame, then the neutral one: the mouth's rest
+    becomes the closed mouth seen later, the eyes' open level the open eyes seen later."""
+    session = _session(engine, avatar, 1.0)
+    session.animate(driver[OPEN_MOUTH].crop, driver[OPEN_MOUTH].landmarks)  # calibrates mid-word
+    face = session.expression.avatar
+    neutral = session.driving_keypoints(driver[NEUTRAL].crop, driver[NEUTRAL].landmarks).value
+    wide = session.driving_keypoints(driver[OPEN_MOUTH].crop, driver[OPEN_MOUTH].landmarks).value
+    gap = [float((k[face.lower_lip] - k[face.upper_lip]) @ face.down) for k in (neutral, wide)]
+    assert gap[1] > gap[0] + 0.05  # the later open mouth opens the avatar's, relative to the closed one
+    blink = _session(engine, avatar, 1.0)
+    blink.animate(driver[BLINK].crop, driver[BLINK].landmarks)  # calibrates mid-blink
+    blink.driving_keypoints(driver[NEUTRAL].crop, driver[NEUTRAL].landmarks)  # eyes seen open
+    blink.driving_keypoints(driver[BLINK].crop, driver[BLINK].landmarks)
+    assert min(blink.expression._closure) > 0.5
+
+
 def test_no_avatar_mesh_means_no_retargeting(engine, avatar, driver):
     session = _session(engine, (avatar[0], None), 1.0)
     assert not session.expression.ready()
