@@ -8,7 +8,7 @@ torch, onnxruntime, `models` or `export` (tests/test_layering.py checks it).
 - worker.py: the command thread and the latest-frame bridge to the UI thread;
 - live.py: glue to the LivePipeline (settings applied in one place, detachable sinks, smoothing mapping);
 
-Threads (UI, command, pipeline, capture, virtual-camera sender, recorder) and child processes (ONNX export,
+Threads (UI, command, pipeline, capture, virtual-camera sender, recorder, stderr filter) and child processes (ONNX export,
 ffmpeg): who owns each and how they talk is in docs/architecture.md, "Threads and processes".
 - main_window.py + widgets/: the view; help_dialog.py, shortcuts.py;
 - settings.py: AppSettings saved as JSON in the user config dir; avatars.py: avatar files;
