@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 UPPER_INNER_LIP, LOWER_INNER_LIP = 13, 14
 # per eye: outer corner, inner corner, upper lid centre, lower lid centre (image-left eye first)
 EYES = ((33, 133, 159, 145), (362, 263, 386, 374))
+# the inner lip line: corners, then the upper and lower lip from corner to corner
+INNER_CORNERS = (78, 308)
+CHIN, SUBNASALE = 152, 2
 # per brow, its upper edge from the outer to the inner end (image-left brow first)
 BROWS = ((70, 63, 105, 66, 107), (300, 293, 334, 296, 336))
 
@@ -50,6 +53,9 @@ class ExpressionSettings:
     # kp-units of lip-keypoint separation per unit of visible lip gap: the generator opens the mouth
     # less than the keypoints part (chosen by the cross-identity mouth gain, docs/evaluation.md)
     mouth_gain: float = 1.6
+    # the mouth opened in the picture too (lips parted, the inside drawn dark), in units of the
+    # transferred lip gap; 0: keypoints alone (the generator draws what it can)
+    mouth_image_gain: float = 1.0
     mouth_dead_zone: float = 0.02  # lip-gap changes below this (in inter-ocular distances) are noise
     eye_dead_zone: float = 0.12  # relative eye-aspect drops below this are noise
     eye_closed_ratio: float = 0.3  # eye aspect at a full blink, relative to the neutral frame
@@ -116,6 +122,22 @@ class BrowShape:
 
 
 @dataclass(frozen=True)
+class MouthShape:
+    """The avatar's mouth at rest, in crop pixels, in a local frame like EyeShape's (x corner to corner,
+    y up), with how far the lower face (to the chin) and the upper lip (to the nose) stretch."""
+
+    centre: np.ndarray
+    x_axis: np.ndarray
+    y_axis: np.ndarray
+    half_width: float
+    upper: float  # inner upper lip centre's height (>= ~0)
+    lower: float  # inner lower lip centre's height (<= ~0)
+    chin: float  # < 0
+    nose: float  # > 0
+    interior: tuple[float, float, float]  # RGB of the mouth's inside: the lips' colour, darkened (x 0.3)
+
+
+@dataclass(frozen=True)
 class AvatarFace:
     """What retargeting needs of one avatar, measured once."""
 
@@ -129,9 +151,11 @@ class AvatarFace:
     anchors: np.ndarray  # indices of the upper-face keypoints that carry the head's similarity
     eyes: tuple[EyeShape, EyeShape]
     brows: tuple[BrowShape, BrowShape]
+    mouth: MouthShape
 
     @classmethod
-    def measure(cls, landmarks: np.ndarray, keypoints: np.ndarray, size: int) -> "AvatarFace":
+    def measure(cls, landmarks: np.ndarray, keypoints: np.ndarray, size: int,
+                image: np.ndarray | None = None) -> "AvatarFace":
         lm = np.asarray(landmarks, np.float64)
         kp_px = (np.asarray(keypoints, np.float64) + 1.0) * size / 2.0
         left, right = (lm[[a, b]].mean(0) for a, b, _, _ in EYES)
@@ -156,7 +180,27 @@ class AvatarFace:
         eyes = tuple(_eye_shape(lm, idx, -down) for idx in EYES)
         brows = tuple(_brow_shape(lm, idx, -down, iod) for idx in BROWS)
         return cls(size, Openness.of(lm), iod, down, upper, lower, separation, anchors, eyes,  # type: ignore[arg-type]
-                   brows)  # type: ignore[arg-type]
+                   brows, _mouth_shape(lm, -down, image))  # type: ignore[arg-type]
+
+
+def _mouth_shape(lm: np.ndarray, up: np.ndarray, image: np.ndarray | None) -> MouthShape:
+    a, b = lm[INNER_CORNERS[0]], lm[INNER_CORNERS[1]]
+    centre = (a + b) / 2.0
+    x_axis = (b - a) / max(np.linalg.norm(b - a), 1e-6)
+    y_axis = np.array([x_axis[1], -x_axis[0]])
+    if y_axis @ up < 0:
+        y_axis = -y_axis
+    height = lambda i: float((lm[i] - centre) @ y_axis)  # noqa: E731
+    interior = (40.0, 18.0, 18.0)
+    if image is not None:  # the lips' own colour, darkened: a painting's mouth stays a painting's
+        lips = np.round(lm[[0, 17, 13, 14, 61, 291]]).astype(int)
+        h, w = image.shape[:2]
+        lips = lips[(lips[:, 0] >= 0) & (lips[:, 0] < w) & (lips[:, 1] >= 0) & (lips[:, 1] < h)]
+        if len(lips):
+            interior = tuple(float(c) * 0.3 for c in np.median(image[lips[:, 1], lips[:, 0]].astype(float), 0))
+    return MouthShape(centre, x_axis, y_axis, float(np.linalg.norm(b - a) / 2.0), max(height(UPPER_INNER_LIP), 0.0),
+                      min(height(LOWER_INNER_LIP), 0.0), min(height(CHIN), -1.0), max(height(SUBNASALE), 1.0),
+                      interior)  # type: ignore[arg-type]
 
 
 def _brow_shape(lm: np.ndarray, idx: tuple[int, ...], up: np.ndarray, iod: float) -> BrowShape:
@@ -265,6 +309,56 @@ def lift_brow(image: np.ndarray, brow: BrowShape, lift: float, to_image: np.ndar
     return out
 
 
+def open_mouth(image: np.ndarray, mouth: MouthShape, gap: float, to_image: np.ndarray,
+               upper_share: float = 0.3) -> np.ndarray:
+    """Part the avatar's lips by `gap` avatar-crop pixels at their centre: the lower lip and jaw move
+    down (stretching towards the chin), the upper lip up (towards the nose), each along a lens that is
+    zero at the corners, and the opening between them shows the mouth's dark inside."""
+    if gap <= 0.0:
+        return image
+    scale = float(np.hypot(to_image[0, 0], to_image[1, 0]))
+    centre = to_image[:, :2] @ mouth.centre + to_image[:, 2]
+    x_axis = to_image[:, :2] @ mouth.x_axis / scale
+    y_axis = to_image[:, :2] @ mouth.y_axis / scale
+    w = 1.1 * mouth.half_width * scale
+    upper, lower, chin, nose = (v * scale for v in (mouth.upper, mouth.lower, mouth.chin, mouth.nose))
+    d_up, d_low = upper_share * gap * scale, (1.0 - upper_share) * gap * scale
+    reach = np.abs(np.array([[x_axis[0], y_axis[0]], [x_axis[1], y_axis[1]]])) @ np.array([w, max(nose, -chin)])
+    h, wid = image.shape[:2]
+    x0, x1 = int(max(centre[0] - reach[0] - 2, 0)), int(min(centre[0] + reach[0] + 3, wid))
+    y0, y1 = int(max(centre[1] - reach[1] - 2, 0)), int(min(centre[1] + reach[1] + 3, h))
+    if x1 <= x0 or y1 <= y0:
+        return image
+    gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
+    rx, ry = gx - centre[0], gy - centre[1]
+    u = rx * x_axis[0] + ry * x_axis[1]
+    v = rx * y_axis[0] + ry * y_axis[1]
+    lens = np.clip(1.0 - (u / w) ** 2, 0.0, 1.0)
+    new_upper = (upper + d_up) * lens
+    new_lower = (lower - d_low) * lens
+    fall_low = np.clip((v - chin) / np.maximum(new_lower - chin, 1e-3), 0.0, 1.0)
+    fall_up = np.clip((nose - v) / np.maximum(nose - new_upper, 1e-3), 0.0, 1.0)
+    dv = np.where(v <= new_lower, d_low * lens * fall_low, 0.0) - np.where(v >= new_upper, d_up * lens * fall_up, 0.0)
+    map_x = (gx + dv * y_axis[0]).astype(np.float32)
+    map_y = (gy + dv * y_axis[1]).astype(np.float32)
+    region = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    # inside: upper teeth under the upper lip once the mouth is open enough, then the dark mouth (the
+    # lips' colour, darkened), antialiased at the lips
+    opening = np.maximum(new_upper - new_lower, 1e-3)
+    t = np.clip((new_upper - v) / opening, 0.0, 1.0)[..., None]  # 0 at the upper lip, 1 at the lower
+    lips = np.asarray(mouth.interior, np.float32) / 0.3
+    dark = lips * (0.35 - 0.15 * np.clip(1.0 - np.abs(t - 0.6) / 0.4, 0.0, 1.0))
+    teeth = 0.7 * np.float32(215.0) + 0.3 * lips
+    show_teeth = np.clip((opening[..., None] - 3.0 * scale) / (3.0 * scale), 0.0, 1.0)
+    band = np.clip((0.32 - t) / 0.08, 0.0, 1.0) * show_teeth
+    colour = teeth * band + dark * (1.0 - band)
+    inside = np.clip(np.minimum(v - new_lower, new_upper - v) / 1.5, 0.0, 1.0)[..., None]
+    region = region * (1.0 - inside) + colour * inside
+    out = image.copy()
+    out[y0:y1, x0:x1] = np.clip(region + 0.5, 0, 255).astype(image.dtype)
+    return out
+
+
 class ExpressionRetargeter:
     """Per-session state: the avatar's face at rest and the driver's neutral openness."""
 
@@ -274,11 +368,13 @@ class ExpressionRetargeter:
         self.reference: Openness | None = None
         self._closure = (0.0, 0.0)
         self._lift = (0.0, 0.0)  # avatar-crop pixels, per brow
+        self._mouth_gap = 0.0  # this frame's lip parting drawn in the picture, avatar-crop pixels
         self._rest_mouth = 0.0  # the driver's adapted baseline (see _update_baseline)
         self._open_eyes = (0.0, 0.0)
 
-    def set_avatar(self, landmarks: np.ndarray | None, keypoints: np.ndarray, size: int) -> None:
-        self.avatar = None if landmarks is None else AvatarFace.measure(landmarks, keypoints, size)
+    def set_avatar(self, landmarks: np.ndarray | None, keypoints: np.ndarray, size: int,
+                   image: np.ndarray | None = None) -> None:
+        self.avatar = None if landmarks is None else AvatarFace.measure(landmarks, keypoints, size, image)
         if landmarks is None:
             log.info("no face mesh on the avatar: expression retargeting is off for it")
 
@@ -306,6 +402,7 @@ class ExpressionRetargeter:
         """Driving keypoint positions (K, 2, in [-1, 1]) with the lip keypoints set apart by the driver's
         change in lip gap; also remembers this frame's eye closure for `finish`."""
         self._closure = self._lift = (0.0, 0.0)
+        self._mouth_gap = 0.0
         if not self.ready() or landmarks is None:
             return value
         cfg, av = self.settings, self.avatar
@@ -315,11 +412,15 @@ class ExpressionRetargeter:
             self._closure = tuple(self._eye_closure(n, o) for n, o in zip(now.eyes, self._open_eyes))
         if cfg.brows:
             self._lift = tuple(self._brow_lift(n, r) for n, r in zip(now.brows, self.reference.brows))
-        if not cfg.mouth or av.lower_lip is None:
+        if not cfg.mouth:
             return value
         delta = now.mouth - self._rest_mouth
         delta = np.sign(delta) * max(abs(delta) - cfg.mouth_dead_zone, 0.0)
         gap = max(av.openness.mouth + cfg.strength * delta, 0.0) - av.openness.mouth  # in IODs
+        if cfg.mouth_image_gain > 0:
+            self._mouth_gap = cfg.mouth_image_gain * gap * av.iod_px  # avatar-crop pixels, for `finish`
+        if cfg.mouth_gain <= 0 or av.lower_lip is None:
+            return value
         shift = cfg.mouth_gain * gap * av.iod_px * 2.0 / av.size  # in keypoint units
         value = value.copy()
         if av.upper_lip is None:
@@ -350,7 +451,7 @@ class ExpressionRetargeter:
         """The output with this frame's eye closure applied by the lid warp. `image` is the model's crop
         (default) or any picture the crop was composed into: `crop_to_image` (2x3) maps model-crop pixels
         to its pixels (the full-resolution portrait, the paste-back)."""
-        if not self.ready() or (max(self._closure) <= 0.0 and not any(self._lift)):
+        if not self.ready() or (max(self._closure) <= 0.0 and not any(self._lift) and self._mouth_gap <= 0.0):
             return image
         av = self.avatar
         src = (source_keypoints[av.anchors] + 1.0) * av.size / 2.0
@@ -359,6 +460,7 @@ class ExpressionRetargeter:
         if crop_to_image is None:
             crop_to_image = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]) * (image.shape[0] / av.size)
         to_image = np.asarray(crop_to_image, np.float64) @ to_crop
+        image = open_mouth(image, av.mouth, self._mouth_gap, to_image, self.settings.upper_lip_share)
         for brow, lift in zip(av.brows, self._lift):
             image = lift_brow(image, brow, lift, to_image)
         for eye, closure in zip(av.eyes, self._closure):

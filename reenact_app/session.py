@@ -76,7 +76,7 @@ class AnimationSession:
         """Cache the avatar (uint8 RGB at model size); keeps the calibration reference but recomputes scale.
         `landmarks`: the avatar crop's face mesh (pixels), for expression retargeting (None: off)."""
         self.source = self.engine.encode_source(crop)
-        self.expression.set_avatar(landmarks, self.source.keypoints.value, crop.shape[0])
+        self.expression.set_avatar(landmarks, self.source.keypoints.value, crop.shape[0], crop)
         if self.reference is not None:
             self.scale = self._movement_scale(self.reference)
         self.reset_smoothing()

@@ -9,6 +9,7 @@ import pytest
 
 from reenact_app.expression import (
     AvatarFace, BrowShape, ExpressionRetargeter, ExpressionSettings, Openness, close_eye, fit_similarity, lift_brow,
+    open_mouth,
 )
 from reenact_common.errors import ConfigError
 
@@ -121,6 +122,22 @@ def test_brow_lift_moves_the_brow_by_the_lift_and_nothing_far_away():
         assert abs(dark_rows.mean() - (101.5 - lift)) < 1.0  # image y grows downwards: up is -y
     far = lift_brow(image, brow, 6.0, identity)
     assert np.array_equal(far[200:], image[200:]) and np.array_equal(far[:, :10], image[:, :10])
+
+
+def test_mouth_opening_draws_a_dark_inside_between_parted_lips(avatar):
+    crop, landmarks = avatar
+    face = AvatarFace.measure(landmarks, np.zeros((10, 2)), 256, crop)
+    identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    assert np.array_equal(open_mouth(crop, face.mouth, 0.0, identity), crop)
+    m = face.mouth
+    opened = open_mouth(crop, m, 0.3 * face.iod_px, identity)
+    below_centre = np.round(m.centre - 0.1 * face.iod_px * m.y_axis).astype(int)  # just under the lip line
+    assert opened[below_centre[1], below_centre[0]].mean() < 0.6 * crop[below_centre[1], below_centre[0]].mean()
+    # the eyes and everything beyond the chin are untouched
+    chin = int(m.centre[1] - m.chin) + 3
+    assert np.array_equal(opened[chin:], crop[chin:])
+    eye_row = int(face.eyes[0].centre[1])
+    assert np.array_equal(opened[: eye_row + 5], crop[: eye_row + 5])
 
 
 def test_strength_is_bounded():
