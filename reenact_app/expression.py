@@ -237,76 +237,87 @@ def fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.concatenate([rot, (md - rot @ ms)[:, None]], 1)
 
 
+@dataclass
+class _Patch:
+    """A feature's local frame as seen in the output picture: the pixels of its bounding box and, for
+    each, its coordinates along the feature (u) and up the face (v), in output pixels."""
+
+    scale: float  # output pixels per avatar-crop pixel
+    y_axis: np.ndarray  # unit "up" in output pixels
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1
+    gx: np.ndarray
+    gy: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+
+    @classmethod
+    def around(cls, image: np.ndarray, to_image: np.ndarray, centre: np.ndarray, x_axis: np.ndarray,
+               y_axis: np.ndarray, along: float, across: float) -> "_Patch | None":
+        """`along` / `across`: half-extents in avatar-crop pixels; None when it falls outside the picture."""
+        scale = float(np.hypot(to_image[0, 0], to_image[1, 0]))
+        c = to_image[:, :2] @ centre + to_image[:, 2]
+        xa = to_image[:, :2] @ x_axis / scale
+        ya = to_image[:, :2] @ y_axis / scale
+        reach = np.abs(np.array([[xa[0], ya[0]], [xa[1], ya[1]]])) @ np.array([along, across]) * scale
+        h, w = image.shape[:2]
+        x0, x1 = int(max(c[0] - reach[0] - 2, 0)), int(min(c[0] + reach[0] + 3, w))
+        y0, y1 = int(max(c[1] - reach[1] - 2, 0)), int(min(c[1] + reach[1] + 3, h))
+        if x1 <= x0 or y1 <= y0:
+            return None
+        gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
+        rx, ry = gx - c[0], gy - c[1]
+        return cls(scale, ya, (x0, y0, x1, y1), gx, gy, rx * xa[0] + ry * xa[1], rx * ya[0] + ry * ya[1])
+
+    def sample_shifted(self, image: np.ndarray, dv: np.ndarray) -> np.ndarray:
+        """The patch where each pixel shows the picture `dv` output pixels up the face from it."""
+        map_x = (self.gx + dv * self.y_axis[0]).astype(np.float32)
+        map_y = (self.gy + dv * self.y_axis[1]).astype(np.float32)
+        return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+    def pasted(self, image: np.ndarray, region: np.ndarray) -> np.ndarray:
+        x0, y0, x1, y1 = self.box
+        out = image.copy()
+        out[y0:y1, x0:x1] = region
+        return out
+
+
 def close_eye(image: np.ndarray, eye: EyeShape, closure: float, to_image: np.ndarray) -> np.ndarray:
     """Lower the upper lid of `eye` by `closure` (0 open as at rest, 1 shut), in place of a copy.
 
     `to_image` maps the avatar crop's pixels to `image`'s (a 2x3 similarity). Inside the eye, rows
     above the moved lid sample the lid skin stretched down from above; rows below it are untouched, so
     the lid's edge stays sharp and the warp is the identity at the corners and above the crease."""
-    if closure <= 0.0:
+    skin = 1.5 * (eye.upper - eye.lower)  # the lid and crease above the eye that is stretched over it
+    patch = _Patch.around(image, to_image, eye.centre, eye.x_axis, eye.y_axis, eye.half_width, eye.upper + skin)
+    if closure <= 0.0 or patch is None:
         return image
-    scale = float(np.hypot(to_image[0, 0], to_image[1, 0]))
-    centre = to_image[:, :2] @ eye.centre + to_image[:, 2]
-    x_axis = to_image[:, :2] @ eye.x_axis / scale
-    y_axis = to_image[:, :2] @ eye.y_axis / scale
-    w, up, low = eye.half_width * scale, eye.upper * scale, eye.lower * scale
-    skin = 1.5 * (up - low)  # the lid and crease above the eye that is stretched over it
-    reach = np.abs(np.array([[x_axis[0], y_axis[0]], [x_axis[1], y_axis[1]]])) @ np.array([w, up + skin])
-    h, wid = image.shape[:2]
-    x0, x1 = int(max(centre[0] - reach[0] - 2, 0)), int(min(centre[0] + reach[0] + 3, wid))
-    y0, y1 = int(max(centre[1] - reach[1] - 2, 0)), int(min(centre[1] + reach[1] + 3, h))
-    if x1 <= x0 or y1 <= y0:
-        return image
-    gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
-    rx, ry = gx - centre[0], gy - centre[1]
-    u = rx * x_axis[0] + ry * x_axis[1]  # along the eye
-    v = rx * y_axis[0] + ry * y_axis[1]  # up from the corner line
-    profile = np.clip(1.0 - (u / w) ** 2, 0.0, 1.0)
+    k = patch.scale
+    w, up, low, skin = eye.half_width * k, eye.upper * k, eye.lower * k, skin * k
+    profile = np.clip(1.0 - (patch.u / w) ** 2, 0.0, 1.0)
     lid = up * profile
     lid_low = low * profile
     # a shut lid tucks a little past the lower lid's edge (and past the pixel that holds it)
     new_lid = lid - min(closure, 1.0) * (lid - lid_low + (0.1 * (up - low) + 1.0) * profile)
     top = lid + skin * profile
     span = np.maximum(top - new_lid, 1e-3)
-    stretched = lid + (v - new_lid) * (top - lid) / span
-    inside = (v >= new_lid) & (v < top) & (profile > 0)
-    v_src = np.where(inside, stretched, v)
-    dv = (v_src - v).astype(np.float32)
-    map_x = (gx + dv * y_axis[0]).astype(np.float32)
-    map_y = (gy + dv * y_axis[1]).astype(np.float32)
-    out = image.copy()
-    out[y0:y1, x0:x1] = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return out
+    stretched = lid + (patch.v - new_lid) * (top - lid) / span
+    inside = (patch.v >= new_lid) & (patch.v < top) & (profile > 0)
+    dv = np.where(inside, stretched - patch.v, 0.0)
+    return patch.pasted(image, patch.sample_shifted(image, dv))
 
 
 def lift_brow(image: np.ndarray, brow: BrowShape, lift: float, to_image: np.ndarray) -> np.ndarray:
     """Move `brow` up by `lift` avatar-crop pixels (down when negative): a smooth bump of displacement,
     full at the brow and fading over `brow.reach` above and below it and past its ends, so the skin
     stretches and the eye below moves a little with it, as a raised brow does."""
-    if lift == 0.0:
+    sx, sy = 1.3 * brow.half_width, brow.reach
+    extent = 2.5 * max(sx, sy) + abs(lift)
+    patch = _Patch.around(image, to_image, brow.centre, brow.x_axis, brow.y_axis, extent, extent)
+    if lift == 0.0 or patch is None:
         return image
-    scale = float(np.hypot(to_image[0, 0], to_image[1, 0]))
-    centre = to_image[:, :2] @ brow.centre + to_image[:, 2]
-    x_axis = to_image[:, :2] @ brow.x_axis / scale
-    y_axis = to_image[:, :2] @ brow.y_axis / scale
-    sx, sy, shift = 1.3 * brow.half_width * scale, brow.reach * scale, lift * scale
-    extent = 2.5 * max(sx, sy) + abs(shift)
-    h, w = image.shape[:2]
-    x0, x1 = int(max(centre[0] - extent, 0)), int(min(centre[0] + extent + 1, w))
-    y0, y1 = int(max(centre[1] - extent, 0)), int(min(centre[1] + extent + 1, h))
-    if x1 <= x0 or y1 <= y0:
-        return image
-    gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
-    rx, ry = gx - centre[0], gy - centre[1]
-    u = (rx * x_axis[0] + ry * x_axis[1]) / sx
-    v = (rx * y_axis[0] + ry * y_axis[1]) / sy
-    bump = np.exp(-(u * u + v * v)).astype(np.float32)
-    # each output pixel samples the picture `shift` below it (scaled by the bump): content moves up
-    map_x = (gx - shift * bump * y_axis[0]).astype(np.float32)
-    map_y = (gy - shift * bump * y_axis[1]).astype(np.float32)
-    out = image.copy()
-    out[y0:y1, x0:x1] = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return out
+    bump = np.exp(-((patch.u / (sx * patch.scale)) ** 2 + (patch.v / (sy * patch.scale)) ** 2))
+    # each output pixel samples the picture `lift` below it (scaled by the bump): content moves up
+    return patch.pasted(image, patch.sample_shifted(image, -lift * patch.scale * bump))
 
 
 def open_mouth(image: np.ndarray, mouth: MouthShape, gap: float, to_image: np.ndarray,
@@ -314,34 +325,21 @@ def open_mouth(image: np.ndarray, mouth: MouthShape, gap: float, to_image: np.nd
     """Part the avatar's lips by `gap` avatar-crop pixels at their centre: the lower lip and jaw move
     down (stretching towards the chin), the upper lip up (towards the nose), each along a lens that is
     zero at the corners, and the opening between them shows the mouth's dark inside."""
-    if gap <= 0.0:
+    patch = _Patch.around(image, to_image, mouth.centre, mouth.x_axis, mouth.y_axis, 1.1 * mouth.half_width,
+                          max(mouth.nose, -mouth.chin))
+    if gap <= 0.0 or patch is None:
         return image
-    scale = float(np.hypot(to_image[0, 0], to_image[1, 0]))
-    centre = to_image[:, :2] @ mouth.centre + to_image[:, 2]
-    x_axis = to_image[:, :2] @ mouth.x_axis / scale
-    y_axis = to_image[:, :2] @ mouth.y_axis / scale
-    w = 1.1 * mouth.half_width * scale
-    upper, lower, chin, nose = (v * scale for v in (mouth.upper, mouth.lower, mouth.chin, mouth.nose))
-    d_up, d_low = upper_share * gap * scale, (1.0 - upper_share) * gap * scale
-    reach = np.abs(np.array([[x_axis[0], y_axis[0]], [x_axis[1], y_axis[1]]])) @ np.array([w, max(nose, -chin)])
-    h, wid = image.shape[:2]
-    x0, x1 = int(max(centre[0] - reach[0] - 2, 0)), int(min(centre[0] + reach[0] + 3, wid))
-    y0, y1 = int(max(centre[1] - reach[1] - 2, 0)), int(min(centre[1] + reach[1] + 3, h))
-    if x1 <= x0 or y1 <= y0:
-        return image
-    gx, gy = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
-    rx, ry = gx - centre[0], gy - centre[1]
-    u = rx * x_axis[0] + ry * x_axis[1]
-    v = rx * y_axis[0] + ry * y_axis[1]
-    lens = np.clip(1.0 - (u / w) ** 2, 0.0, 1.0)
+    k, v = patch.scale, patch.v
+    w = 1.1 * mouth.half_width * k
+    upper, lower, chin, nose = (x * k for x in (mouth.upper, mouth.lower, mouth.chin, mouth.nose))
+    d_up, d_low = upper_share * gap * k, (1.0 - upper_share) * gap * k
+    lens = np.clip(1.0 - (patch.u / w) ** 2, 0.0, 1.0)
     new_upper = (upper + d_up) * lens
     new_lower = (lower - d_low) * lens
     fall_low = np.clip((v - chin) / np.maximum(new_lower - chin, 1e-3), 0.0, 1.0)
     fall_up = np.clip((nose - v) / np.maximum(nose - new_upper, 1e-3), 0.0, 1.0)
     dv = np.where(v <= new_lower, d_low * lens * fall_low, 0.0) - np.where(v >= new_upper, d_up * lens * fall_up, 0.0)
-    map_x = (gx + dv * y_axis[0]).astype(np.float32)
-    map_y = (gy + dv * y_axis[1]).astype(np.float32)
-    region = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    region = patch.sample_shifted(image, dv).astype(np.float32)
     # inside: upper teeth under the upper lip once the mouth is open enough, then the dark mouth (the
     # lips' colour, darkened), antialiased at the lips
     opening = np.maximum(new_upper - new_lower, 1e-3)
@@ -349,14 +347,12 @@ def open_mouth(image: np.ndarray, mouth: MouthShape, gap: float, to_image: np.nd
     lips = np.asarray(mouth.interior, np.float32) / 0.3
     dark = lips * (0.35 - 0.15 * np.clip(1.0 - np.abs(t - 0.6) / 0.4, 0.0, 1.0))
     teeth = 0.7 * np.float32(215.0) + 0.3 * lips
-    show_teeth = np.clip((opening[..., None] - 3.0 * scale) / (3.0 * scale), 0.0, 1.0)
+    show_teeth = np.clip((opening[..., None] - 3.0 * k) / (3.0 * k), 0.0, 1.0)
     band = np.clip((0.32 - t) / 0.08, 0.0, 1.0) * show_teeth
     colour = teeth * band + dark * (1.0 - band)
     inside = np.clip(np.minimum(v - new_lower, new_upper - v) / 1.5, 0.0, 1.0)[..., None]
     region = region * (1.0 - inside) + colour * inside
-    out = image.copy()
-    out[y0:y1, x0:x1] = np.clip(region + 0.5, 0, 255).astype(image.dtype)
-    return out
+    return patch.pasted(image, np.clip(region + 0.5, 0, 255).astype(image.dtype))
 
 
 class ExpressionRetargeter:
