@@ -1,9 +1,10 @@
 """Make the README's animated example from shippable assets only.
 
-Driver: the bundled GRID demo clip (CC BY 4.0); avatars: the bundled public-domain portraits; model:
-the bundled weights. Runs `reenact animate` for each avatar, then writes a side-by-side GIF with Pillow.
+Driver: a GRID corpus clip (CC BY 4.0: the bundled demo clip, or another GRID clip given with
+--driving); avatars: the bundled public-domain portraits; model: the bundled weights, with the app's
+expression retargeting. Runs `reenact animate` for each avatar, then writes a side-by-side GIF with Pillow.
 
-    python tools/make_demo_gif.py -o docs/demo.gif
+    python tools/make_demo_gif.py -o docs/demo.gif [--driving GRID_CLIP]
 """
 
 from __future__ import annotations
@@ -16,24 +17,14 @@ import cv2
 import numpy as np
 
 from reenact_common.paths import assets_dir
+from reenact_common.video_io import iter_frames
 from reenact_app.cli import main as reenact
-
-
-def _frames(path: Path) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, bgr = capture.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    capture.release()
-    return frames
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-o", "--output", default="docs/demo.gif")
+    parser.add_argument("--driving", help="a shippable driving clip (GRID corpus); default: the bundled demo clip")
     parser.add_argument("--frames", type=int, default=60)
     parser.add_argument("--size", type=int, default=128, help="tile size in the GIF")
     parser.add_argument("--step", type=int, default=2, help="keep every n-th frame (smaller file)")
@@ -42,7 +33,7 @@ def main() -> int:
     from PIL import Image  # Pillow comes with matplotlib (a mediapipe dependency); docs tool only
 
     assets = assets_dir()
-    driving = assets / "driving" / "demo.mp4"
+    driving = Path(args.driving) if args.driving else assets / "driving" / "demo.mp4"
     avatars = sorted((assets / "avatars").glob("*.jpg"))
     with tempfile.TemporaryDirectory() as tmp:
         rows = []
@@ -52,8 +43,8 @@ def main() -> int:
                             "--max-frames", str(args.frames), "--no-progress"])
             if code:
                 return code
-            rows.append(_frames(out))
-        driver = [f for f in _frames(driving)[: args.frames]]
+            rows.append(list(iter_frames(out)))
+        driver = list(iter_frames(driving, args.frames))
     s = args.size
     tiles = []
     for i in range(0, min(len(driver), *(len(r) for r in rows)), args.step):
