@@ -4,7 +4,11 @@ motion alone), at the default strength, and with other lip gains, on the same he
 Each arm is paired per (clip, avatar) against the model alone: mean difference of r with its standard
 error and how many pairs improved, for mouth and eyes.
 
-    python -m experiments.expression_retargeting --data prepared/shared256 --clips 8 --frames 64
+    python -m experiments.expression_retargeting --data prepared/shared256 --clips 8 --frames 48 \
+        --strip docs/cross-identity-strip.jpg
+    python -m experiments.expression_retargeting --data prepared/shared256 --clips 8 --frames 48 \
+        --neutral rest --arms "model alone" "retargeting (default)" \
+        --json experiments/results/expression-retargeting-rest.json
 """
 
 from __future__ import annotations
@@ -47,14 +51,17 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="prepared data folder (reenact prepare-data)")
     p.add_argument("--clips", type=int, default=8)
-    p.add_argument("--frames", type=int, default=64)
+    p.add_argument("--frames", type=int, default=48)
     p.add_argument("--engine", default="auto")
+    p.add_argument("--neutral", default="first", choices=("first", "rest"),
+                   help="calibrate each pair on the clip's first frame (the app's default) or its most neutral one")
     p.add_argument("--arms", nargs="*", default=list(ARMS), help="arm names (default: all)")
     p.add_argument("--json", default="experiments/results/expression-retargeting.json")
     p.add_argument("--strip", help="frame strip of the default arm")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    data = load_cross_data(args.data, default_avatar_paths(), clips=args.clips, frames=args.frames)
+    data = load_cross_data(args.data, default_avatar_paths(), clips=args.clips, frames=args.frames,
+                           neutral=args.neutral)
     engine = create_engine(None, args.engine)
     reports = {}
     for name in args.arms:
@@ -66,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n## {name}\n{reports[name].table()}", flush=True)
     base = reports.get("model alone")
     result = {"data": {"clips": reports[args.arms[0]].clips, "avatars": reports[args.arms[0]].avatars,
-                       "frames": args.frames}, "engine": engine.describe(), "arms": {}}
+                       "frames": args.frames, "neutral": args.neutral}, "engine": engine.describe(), "arms": {}}
     for name, report in reports.items():
         entry = {"settings": vars(ARMS[name]), "summary": report.to_dict()["summary"]}
         if base is not None and report is not base:
