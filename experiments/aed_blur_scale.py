@@ -10,7 +10,6 @@ error at all gives a scale to read the model's AED on: "as far from the real fra
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 from training.dataset import load_frames, scan_clips
 from training.evaluate import spread_indices
 from training.metrics import compare, load_face_models, observe_generated
+from reenact_common.scripts import run_script, write_report
 
 
 def blurred(image: np.ndarray, sigma: float) -> np.ndarray:
@@ -55,17 +55,10 @@ def main() -> int:
     for r in rows:
         print(f"| {r['sigma_px']:.1f} | {r['l1']:.4f} | {r['akd']:.2f} | {r['aed']:.3f} | {r['frames']} |")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"data": str(args.data), "clips": len(clips), "frames_per_clip": args.frames,
-                                         "seconds": round(time.monotonic() - started, 1), "rows": rows}, indent=1))
-        print(f"wrote {args.json}")
+        write_report(args.json, {"data": str(args.data), "clips": len(clips), "frames_per_clip": args.frames,
+                                 "seconds": round(time.monotonic() - started, 1), "rows": rows})
     return 0
 
 
 if __name__ == "__main__":
-    from reenact_common.errors import ReenactError
-
-    try:
-        raise SystemExit(main())
-    except ReenactError as exc:  # bad input: one line that says what to do
-        raise SystemExit(str(exc)) from None
+    run_script(main)

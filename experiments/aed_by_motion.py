@@ -15,7 +15,6 @@ Writes experiments/results/aed-by-motion-<frames>.json.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from models import load_checkpoint
 from training.evaluate import find_clips, reconstruct, score_clip
 from training.metrics import load_face_models
 from training.warp_only import with_warp_only
+from reenact_common.scripts import run_script, write_report
 
 METRICS = ("l1", "akd", "aed")
 OUTPUTS = ("static", "model", "warp")
@@ -82,17 +82,10 @@ def main() -> int:
         cells = [" / ".join(f"{b[f'{o}_{m}']:.{4 if m != 'akd' else 2}f}" for o in OUTPUTS) for m in ("aed", "l1", "akd")]
         print(f"| {b['bin']} | {b['frames']} | " + " | ".join(cells) + " |")
     out = args.out or Path(__file__).parent / "results" / f"aed-by-motion-first{args.max_frames}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"checkpoint": args.checkpoint or "bundled", "data": args.data,
-                               "max_frames": args.max_frames, "bins": bins}, indent=1))
-    print(f"wrote {out}")
+    write_report(out, {"checkpoint": args.checkpoint or "bundled", "data": args.data,
+                       "max_frames": args.max_frames, "bins": bins})
     return 0
 
 
 if __name__ == "__main__":
-    from reenact_common.errors import ReenactError
-
-    try:
-        raise SystemExit(main())
-    except ReenactError as exc:  # bad input: one line that says what to do
-        raise SystemExit(str(exc)) from None
+    run_script(main)

@@ -14,9 +14,7 @@ error and how many pairs improved, for mouth and eyes.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-from pathlib import Path
 
 import numpy as np
 
@@ -24,6 +22,7 @@ from reenact_app.cross_eval import default_avatar_paths, evaluate_cross, load_cr
 from reenact_app.engines.select import create_engine
 from reenact_app.expression import ExpressionSettings
 from reenact_app.session import AnimationSession, MotionSettings
+from reenact_common.scripts import run_script, write_report
 
 ARMS: dict[str, ExpressionSettings] = {
     "model alone": ExpressionSettings(strength=0.0),
@@ -81,11 +80,9 @@ def main(argv: list[str] | None = None) -> int:
             print(name, entry["paired_vs_model_alone"])
         result["arms"][name] = entry
     engine.close()
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    write_report(args.json, result, indent=2)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_script(main)

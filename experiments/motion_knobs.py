@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 
 import torch
@@ -32,6 +31,7 @@ from models import load_checkpoint
 from models.blocks import make_coordinate_grid
 from training.evaluate import ReferenceCache, clip_metric, evaluate, format_paired, paired_difference
 from training.losses import gaussian_window
+from reenact_common.scripts import run_script, write_report
 
 METRICS = ("l1", "akd", "aed")
 
@@ -132,19 +132,12 @@ def main() -> int:
     static = shipped["overall"]["static_baseline"]
     print(f"| static baseline | {static['l1']:.4f} | {static['akd']:.3f} | {static['aed']:.4f} | |")
     out = args.out or Path(__file__).parent / "results" / f"motion-knobs-{args.split}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
+    write_report(out, {
         "checkpoint": args.checkpoint or "bundled", "data": args.data, "split": args.split, "clips": args.clips,
         "max_frames": args.max_frames, "static_baseline": {m: static[m] for m in METRICS}, "variants": summary,
-    }, indent=1))
-    print(f"wrote {out}")
+    })
     return 0
 
 
 if __name__ == "__main__":
-    from reenact_common.errors import ReenactError
-
-    try:
-        raise SystemExit(main())
-    except ReenactError as exc:  # bad input: one line that says what to do
-        raise SystemExit(str(exc)) from None
+    run_script(main)

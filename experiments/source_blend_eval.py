@@ -13,12 +13,12 @@ cache: the real frames are scored once. Writes experiments/results/source-blend-
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from models import load_checkpoint
 from training.evaluate import ReferenceCache, clip_metric, evaluate, format_paired, paired_difference
 from training.warp_only import with_warp_only
+from reenact_common.scripts import run_script, write_report
 
 METRICS = ("l1", "akd", "aed")
 
@@ -59,21 +59,14 @@ def main() -> int:
     print(f"| static baseline | {static['l1']:.4f} | {static['akd']:.3f} | {static['aed']:.4f} | | |")
     frames = f"{'spread' if args.spread else 'first'}{args.max_frames}"
     out = args.out or Path(__file__).parent / "results" / f"source-blend-eval-{frames}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     clips = {name: [{"clip": c["clip"], **{m: c["model"][m] for m in METRICS}} for c in r["clips"]]
              for name, r in reports.items()}
-    out.write_text(json.dumps({
+    write_report(out, {
         "checkpoint": args.checkpoint or "bundled", "data": args.data, "max_frames": args.max_frames,
         "spread": args.spread, "static_baseline": {m: static[m] for m in METRICS}, "summary": summary,
-        "clips": clips}, indent=1))
-    print(f"wrote {out}")
+        "clips": clips})
     return 0
 
 
 if __name__ == "__main__":
-    from reenact_common.errors import ReenactError
-
-    try:
-        raise SystemExit(main())
-    except ReenactError as exc:  # bad input: one line that says what to do
-        raise SystemExit(str(exc)) from None
+    run_script(main)
