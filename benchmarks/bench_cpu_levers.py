@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import logging
 import time
 from pathlib import Path
 
 import numpy as np
+
+from reenact_common.scripts import write_report
 
 REPO = Path(__file__).resolve().parent.parent
 log = logging.getLogger("bench_cpu_levers")
@@ -148,8 +149,7 @@ def main(argv: list[str] | None = None) -> int:
               "parity_reference": "PyTorch fp32; held-out bundled-clip frames driving a bundled portrait",
               "variants": rows}
     out = Path(args.out) if args.out else REPO / "benchmarks" / "results" / f"cpu-levers-{name}.json"
-    out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {out}")
+    write_report(out, report, indent=2)
     return 0
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import logging
 import resource
 import tempfile
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from reenact_app.engines.base import Engine
+from reenact_common.scripts import write_report
 
 log = logging.getLogger("bench_end_to_end")
 
@@ -171,9 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"kind": "end-to-end", "preset": args.preset, "hardware": hardware(), "threads": args.threads,
               "weights": "bundled" if args.preset == "paper-rt" else "random", "rounds": rounds, "summary": summary}
     out = Path(args.out) if args.out else REPO / "benchmarks" / "results" / f"end-to-end-{args.preset}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {out}")
+    write_report(out, report, indent=2)
     return 0
 
 

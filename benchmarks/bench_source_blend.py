@@ -20,6 +20,7 @@ from pathlib import Path
 from models import load_checkpoint
 from reenact_app.benchmarking import PartStats, EngineRunner, bench_frames, hardware
 from reenact_app.engines.select import EngineOptions, create_engine
+from reenact_common.scripts import write_report
 
 SHARED_CLIP = Path(__file__).resolve().parent.parent.parent / "shared/data/clips/wyhsirius+LIA/data/vox/driving1.mp4"
 
@@ -73,9 +74,7 @@ def main() -> int:
               "checkpoint": args.checkpoint or "bundled", "frames": args.frames,
               "threads": args.threads, "image_size": base.config.image_size, "results": rows}
     out = Path(args.out or Path(__file__).parent / "results" / f"source-blend-speed-{socket.gethostname()}-{time.strftime('%Y%m%d')}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {out}")
+    write_report(out, report, indent=2)
     return 0
 
 
