@@ -32,8 +32,9 @@ PART_NAMES = ("kp_detector", "source_encoder", "animate")
 MANIFEST = "manifest.json"
 # Bumped whenever the graphs' inputs or outputs change for the same weights and config, so exports and
 # TensorRT engines cached under model_hash are rebuilt (2: the blend's rest_occlusion; 3: animate also
-# returns the motion, displacement and visibility, for the app's full-resolution output).
-GRAPH_VERSION = 3
+# returns the motion, displacement and visibility, for the app's full-resolution output; 4: the
+# anti-aliased downscale blurs only the pixels it keeps, same outputs, a faster keypoint graph).
+GRAPH_VERSION = 4
 # The animate graph's outputs: the animated crop and the motion behind it (models/source_blend.py).
 ANIMATE_OUTPUTS = ("prediction", "displacement", "visibility")
 

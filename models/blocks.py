@@ -187,5 +187,7 @@ class AntiAliasInterpolation2d(nn.Module):
         if self.scale == 1.0:
             return x
         out = F.pad(x, (self.ka, self.kb, self.ka, self.kb))
-        out = F.conv2d(out, weight=self.weight, groups=self.groups)
-        return out[:, :, :: self.step, :: self.step]
+        # The blur is evaluated only where the subsampling keeps it (stride = step): the same pixels as
+        # upstream's full-resolution blur followed by out[:, :, ::step, ::step], without the step**2 - 1
+        # blurred pixels it throws away (a third of the keypoint detector's time at 1/4 scale).
+        return F.conv2d(out, weight=self.weight, groups=self.groups, stride=self.step)
