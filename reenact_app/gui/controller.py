@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from reenact_common.paths import assets_dir, default_weights
 from reenact_app.engines import EngineOpener, ModelSpec
@@ -28,9 +28,9 @@ from reenact_app.gui.live import (
     LIVE_SETTINGS, GatedSink, apply_settings, pipeline_config,
 )
 from reenact_app.gui.outputs import OutputsMixin
-from reenact_app.gui.settings import (
-    EXPRESSION_MAX, EXPRESSION_STEP, AppSettings, load_settings, parse_resolution, save_settings,
-)
+from reenact_app.gui.services.settings_service import SettingsService
+from reenact_app.gui.services.ui import UiThread, set_fields
+from reenact_app.gui.settings import EXPRESSION_MAX, EXPRESSION_STEP, AppSettings, load_settings, parse_resolution
 from reenact_app.gui.state import AppState
 from reenact_app.gui.worker import FramePacket, WorkerBridge, to_qimage
 
@@ -53,7 +53,6 @@ class AppController(OutputsMixin, QObject):
     messageRaised = Signal(str, str, str, str, str)  # level, text, fix, action label, action key
     busyChanged = Signal(str)
     _notice = Signal(str, str)  # level, text: from worker threads
-    _posted = Signal(object)  # a callable from another thread, run on the UI thread
 
     def __init__(
         self,
@@ -71,14 +70,15 @@ class AppController(OutputsMixin, QObject):
         parent: QObject | None = None,
     ):
         super().__init__(parent)
-        self.settings = settings if settings is not None else load_settings()
-        self.persist = persist
+        settings = settings if settings is not None else load_settings()
+        if model:
+            settings.model_path, settings.model_config = str(model), str(config or "")
+        if engine:
+            settings.engine = engine
+        self._ui_thread = UiThread(self)
+        self.settings_service = SettingsService(settings, persist=persist, post=self._on_ui, on_changed=self._settings_applied)
         self.driving_override = driving
         self.extra_avatars = [str(Path(avatar).resolve())] if avatar else []
-        if model:
-            self.settings.model_path, self.settings.model_config = str(model), str(config or "")
-        if engine:
-            self.settings.engine = engine
         self.vcam_backend = vcam_backend  # None = the platform's real backend; "reenact-fake" in tests
         self.camera_factory = camera_factory  # None = cv2.VideoCapture; tests pass FakeVideoCapture.factory
         self._fixed_cameras = cameras  # tests: skip enumeration and use these CameraInfo
@@ -91,7 +91,6 @@ class AppController(OutputsMixin, QObject):
         self.bridge.busyChanged.connect(self._busy)
         self.bridge.message.connect(lambda level, text, fix: self.raise_message(level, text, fix))
         self._notice.connect(lambda level, text: self.raise_message(level, text))
-        self._posted.connect(self._run_posted, Qt.ConnectionType.QueuedConnection)
         self._engine = None
         self._old_engines: list = []
         self._last_notice = ""
@@ -110,10 +109,6 @@ class AppController(OutputsMixin, QObject):
         self._last_status = 0.0
         self._seen_message_time = time.time()
         self._shut_down = False
-        self._save_timer = QTimer(self)
-        self._save_timer.setSingleShot(True)
-        self._save_timer.setInterval(500)
-        self._save_timer.timeout.connect(self.save_settings)
         self._housekeeping_timer = QTimer(self)
         self._housekeeping_timer.setInterval(1000)
         self._housekeeping_timer.timeout.connect(self._housekeeping)
@@ -134,7 +129,6 @@ class AppController(OutputsMixin, QObject):
         if self._shut_down:
             return True
         self._shut_down = True
-        self._save_timer.stop()
         self._housekeeping_timer.stop()
         self.bridge.cancel_pending()
         self._engine_opener.cancel()
@@ -151,9 +145,13 @@ class AppController(OutputsMixin, QObject):
                     log.debug("engine close failed", exc_info=True)
         self._engine = None
         self.state.running = False
-        self.save_settings()
+        self.settings_service.close()
         log.info("shut down (%s)", "clean" if ok else "threads left running")
         return ok
+
+    @property
+    def settings(self) -> AppSettings:
+        return self.settings_service.settings
 
     @property
     def pipeline(self):
@@ -182,46 +180,27 @@ class AppController(OutputsMixin, QObject):
         self.messageRaised.emit(level, text, fix, action, action_key)
 
     # -- state and settings: owned by the UI thread ------------------------------------------------
-    @staticmethod
-    def _on_ui_thread() -> bool:
-        return threading.current_thread() is threading.main_thread()
-
     def _on_ui(self, fn) -> None:
         """Runs `fn` on the UI thread: now when called there, else queued behind the events already posted."""
-        if self._on_ui_thread():
-            fn()
-        else:
-            self._posted.emit(fn)
-
-    def _run_posted(self, fn) -> None:
-        fn()
+        self._ui_thread.post(fn)
 
     def _update_state(self, **changes: Any) -> None:
         """Sets AppState fields on the UI thread (posted from other threads, in order) and says so."""
 
         def apply() -> None:
-            for name, value in changes.items():
-                if not hasattr(self.state, name):
-                    raise AttributeError(f"AppState has no field {name!r}")
-                setattr(self.state, name, value)
+            set_fields(self.state, changes)
             self.stateChanged.emit()
 
         self._on_ui(apply)
 
     def _update_settings(self, **changes: Any) -> None:
         """Sets AppSettings fields on the UI thread (posted from other threads) and saves them soon."""
+        self.settings_service.update(**changes)
 
-        def apply() -> None:
-            for name, value in changes.items():
-                if not hasattr(self.settings, name):
-                    raise AttributeError(f"AppSettings has no field {name!r}")
-                setattr(self.settings, name, value)
-            self.state.model_label = self._model_label()
-            self.settingsChanged.emit()
-            self.stateChanged.emit()
-            self._schedule_save()
-
-        self._on_ui(apply)
+    def _settings_applied(self) -> None:
+        self.state.model_label = self._model_label()
+        self.settingsChanged.emit()
+        self.stateChanged.emit()
 
     def _busy(self, text: str) -> None:
         self.state.busy = text
@@ -562,13 +541,9 @@ class AppController(OutputsMixin, QObject):
 
     def set_option(self, name: str, value: Any) -> None:
         """One AppSettings field changed: store it, apply it live, save soon."""
-        s = self.settings
-        if not hasattr(s, name):
-            raise AttributeError(f"AppSettings has no field {name!r}")
-        if getattr(s, name) == value:
+        if not self.settings_service.set(name, value):
             return
-        setattr(s, name, value)
-        s.validated()
+        s = self.settings
         p = self._pipeline
         if name in LIVE_SETTINGS:
             if p is not None:
@@ -583,7 +558,6 @@ class AppController(OutputsMixin, QObject):
         elif name == "output_resolution" and self._vcam is not None:
             self.bridge.submit("Restarting virtual camera", self._restart_vcam)
         self.settingsChanged.emit()
-        self._schedule_save()
 
     def toggle_option(self, name: str) -> None:
         self.set_option(name, not bool(getattr(self.settings, name)))
@@ -595,14 +569,13 @@ class AppController(OutputsMixin, QObject):
 
     def set_source(self, kind: str, camera_index: int = -1) -> None:
         self.driving_override = None
-        self.settings.source = kind
+        self.settings_service.set("source", kind)
         if kind == "camera" and camera_index >= 0:
-            self.settings.camera_index = camera_index
+            self.settings_service.set("camera_index", camera_index)
         self.bridge.submit("Switching driving source", self._switch_source)
-        self._schedule_save()
 
     def set_video(self, path: str) -> None:
-        self.settings.video_path = str(path)
+        self.settings_service.set("video_path", str(path))
         self.set_source("video")
 
     def set_model(self, path: str, config: str = "") -> None:
@@ -610,21 +583,18 @@ class AppController(OutputsMixin, QObject):
         self.state.model_label = self._model_label()
         self.bridge.submit("Loading model", self._load_engine)
         self.bridge.submit("Starting pipeline", self._start_pipeline)
-        self._schedule_save()
+        self.settings_service.schedule_save()
         self._changed()
 
     def reset_settings(self) -> None:
         """Back to defaults (window geometry kept), applied live and saved."""
-        geometry = self.settings.window_geometry
-        old = self.settings
-        self.settings = AppSettings(window_geometry=geometry)
+        old = self.settings_service.reset()
         p = self._pipeline
         if p is not None:
             apply_settings(p, self.settings)
         new = self.settings
         if (old.engine, old.model_path, old.avatar_detail) != (new.engine, new.model_path, new.avatar_detail):
             self.bridge.submit("Loading model", self._load_engine)
-        self.save_settings()
         self.settingsChanged.emit()
         self.raise_message("info", "Settings reset to defaults.")
 
@@ -638,19 +608,8 @@ class AppController(OutputsMixin, QObject):
         path = self.settings.video_path
         return f"Video: {Path(path).name}" if path else "Video: demo clip"
 
-    # -- settings -----------------------------------------------------------------------------------
-    def _schedule_save(self) -> None:
-        if threading.current_thread() is threading.main_thread():
-            self._save_timer.start()
-        # from the command thread: saved at the next UI change or at shutdown
-
     def save_settings(self) -> None:
-        if not self.persist:
-            return
-        try:
-            save_settings(self.settings)
-        except OSError as exc:
-            log.warning("settings not saved: %s", exc)
+        self.settings_service.save()
 
 
 def _fix_for(text: str) -> str:

@@ -1,0 +1,7 @@
+"""The app's services: one job and one owner each; AppController composes them.
+
+- ui.py: UiThread (runs callables on the UI thread) and UiPort (what a service may change in the UI);
+- settings_service.py: AppSettings and their file;
+
+Each module's docstring says which thread owns what (docs/architecture.md, "Threads and processes").
+"""
