@@ -216,8 +216,8 @@ def test_engine_fallback_notice_reaches_the_banner_once(qtbot, tmp_path, monkeyp
     messages = []
     controller.messageRaised.connect(lambda *m: messages.append(m))
     notice = "TensorRT cuda fp16 failed (RuntimeError: CUDA out of memory); switched to PyTorch cpu fp32"
-    controller._engine_notice(notice)  # what FallbackEngine's listener call does, from the pipeline thread
-    controller._engine_notice(notice)
+    controller.engines.notice(notice)  # what FallbackEngine's listener call does, from the pipeline thread
+    controller.engines.notice(notice)
     qtbot.waitUntil(lambda: len(messages) >= 1, timeout=2000)
     qtbot.wait(50)
     assert len(messages) == 1 and messages[0][0] == "warning" and "switched to PyTorch" in messages[0][1]

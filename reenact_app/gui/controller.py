@@ -20,16 +20,16 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from reenact_common.paths import assets_dir, default_weights
-from reenact_app.engines import EngineOpener, ModelSpec
-from reenact_common.errors import EngineError, MediaError
+from reenact_common.paths import assets_dir
+from reenact_common.errors import MediaError
 from reenact_app.gui import avatars as avatar_files
 from reenact_app.gui.live import (
     LIVE_SETTINGS, GatedSink, apply_settings, pipeline_config,
 )
 from reenact_app.gui.outputs import OutputsMixin
+from reenact_app.gui.services.engine_service import EngineService, model_label
 from reenact_app.gui.services.settings_service import SettingsService
-from reenact_app.gui.services.ui import UiThread, set_fields
+from reenact_app.gui.services.ui import UiPort, UiThread, set_fields
 from reenact_app.gui.settings import EXPRESSION_MAX, EXPRESSION_STEP, AppSettings, load_settings, parse_resolution
 from reenact_app.gui.state import AppState
 from reenact_app.gui.worker import FramePacket, WorkerBridge, to_qimage
@@ -37,8 +37,6 @@ from reenact_app.gui.worker import FramePacket, WorkerBridge, to_qimage
 log = logging.getLogger(__name__)
 
 STATUS_INTERVAL_S = 0.25  # status bar refresh rate while frames flow (numbers, not pictures)
-NO_WEIGHTS_TEXT = "No model weights found — the bundled weights (assets/weights/default.safetensors) are missing."
-NO_WEIGHTS_FIX = "Choose a checkpoint file (File ▸ Load model checkpoint…, Ctrl+M): ours (.safetensors) or an upstream FOMM .pth.tar with its .yaml."
 
 
 def demo_clip() -> Path:
@@ -52,7 +50,6 @@ class AppController(OutputsMixin, QObject):
     settingsChanged = Signal()
     messageRaised = Signal(str, str, str, str, str)  # level, text, fix, action label, action key
     busyChanged = Signal(str)
-    _notice = Signal(str, str)  # level, text: from worker threads
 
     def __init__(
         self,
@@ -90,12 +87,9 @@ class AppController(OutputsMixin, QObject):
         self.bridge.frameReady.connect(self._take_frame)
         self.bridge.busyChanged.connect(self._busy)
         self.bridge.message.connect(lambda level, text, fix: self.raise_message(level, text, fix))
-        self._notice.connect(lambda level, text: self.raise_message(level, text))
-        self._engine = None
-        self._old_engines: list = []
-        self._last_notice = ""
-        self._working_model: tuple[str, str] | None = None  # (model_path, model_config) of the running engine
-        self._engine_opener = EngineOpener(on_export=self._export_busy)
+        ui = UiPort(post=self._on_ui, update_state=self._update_state, update_settings=self._update_settings,
+                    message=self.raise_message, busy=self.busyChanged.emit)
+        self.engines = EngineService(ui, lambda: self.settings, lambda: self._pipeline, lambda: self.state.busy)
         self._avatar = None  # tracking.AvatarCrop in use
         self._pending_avatar: tuple[int, Any] | None = None  # no face found: waiting for the user
         self._avatar_lock = threading.Lock()
@@ -113,13 +107,13 @@ class AppController(OutputsMixin, QObject):
         self._housekeeping_timer.setInterval(1000)
         self._housekeeping_timer.timeout.connect(self._housekeeping)
         self._housekeeping_timer.start()
-        self.state.model_label = self._model_label()
+        self.state.model_label = model_label(self.settings)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
         """Loads the model, the avatar and the driving source, then starts the pipeline (all off the UI thread)."""
         self.bridge.submit("Looking for cameras", self._find_cameras)
-        self.bridge.submit("Loading model", self._load_engine)
+        self.bridge.submit("Loading model", self.engines.load)
         self.bridge.submit("Preparing avatar", self._load_initial_avatar)
         self.bridge.submit("Opening driving video", self._start_pipeline)
 
@@ -131,19 +125,13 @@ class AppController(OutputsMixin, QObject):
         self._shut_down = True
         self._housekeeping_timer.stop()
         self.bridge.cancel_pending()
-        self._engine_opener.cancel()
+        self.engines.cancel()
         ok = self.bridge.stop(timeout)
         pipeline, self._pipeline = self._pipeline, None
         if pipeline is not None:
             pipeline.stop(timeout)
             ok = ok and not pipeline.running
-        for engine in [self._engine, *self._old_engines]:
-            if engine is not None:
-                try:
-                    engine.close()
-                except Exception:  # noqa: BLE001
-                    log.debug("engine close failed", exc_info=True)
-        self._engine = None
+        self.engines.close()
         self.state.running = False
         self.settings_service.close()
         log.info("shut down (%s)", "clean" if ok else "threads left running")
@@ -165,7 +153,7 @@ class AppController(OutputsMixin, QObject):
 
     @property
     def engine(self):
-        return self._engine
+        return self.engines.engine
 
     def idle(self) -> bool:
         """No command queued or running (tests wait for this)."""
@@ -198,7 +186,7 @@ class AppController(OutputsMixin, QObject):
         self.settings_service.update(**changes)
 
     def _settings_applied(self) -> None:
-        self.state.model_label = self._model_label()
+        self.state.model_label = model_label(self.settings)
         self.settingsChanged.emit()
         self.stateChanged.emit()
 
@@ -222,86 +210,6 @@ class AppController(OutputsMixin, QObject):
         log.info("cameras: %s", [(c.index, c.name) for c in self.cameras] or "none")
         self._changed()
 
-    def _model_label(self) -> str:
-        if self.settings.model_path:
-            return Path(self.settings.model_path).name
-        return "Bundled weights"
-
-    def _load_engine(self) -> None:
-        s = self.settings
-        model_path = s.model_path or None
-        self._update_state(model_label=self._model_label())
-        if model_path is None and not default_weights().is_file():
-            self._update_state(weights_missing=True)
-            self.raise_message("error", NO_WEIGHTS_TEXT, NO_WEIGHTS_FIX, "Choose checkpoint…", "choose_model")
-            return
-        if model_path is not None and not Path(model_path).is_file():
-            self._update_state(weights_missing=True)
-            self.raise_message("error", f"Model checkpoint not found: {model_path}", NO_WEIGHTS_FIX, "Choose checkpoint…", "choose_model")
-            return
-        config = s.model_config or None
-        try:
-            engine = self._build_engine(model_path, config)
-        except Exception:
-            if self._engine is not None and self._working_model is not None:
-                # keep the call going on the model that worked; the banner says why the new one failed
-                working_path, working_config = self._working_model
-                self._update_settings(model_path=working_path, model_config=working_config)
-            raise
-        if engine is None:
-            return  # closing
-        self._working_model = (s.model_path, s.model_config)
-        if hasattr(engine, "listeners"):
-            engine.listeners.append(self._engine_notice)
-        selection = getattr(engine, "selection", None)
-        old, self._engine = self._engine, engine
-        if self._pipeline is not None:
-            self._pipeline.set_engine(engine)
-        if old is not None:
-            self._retire_engine(old)
-        self._update_state(engine_label=engine.describe(), weights_missing=False,
-                           engine_detail=selection.summary() if hasattr(selection, "summary") else "")
-        log.info("engine ready: %s", engine.describe())
-
-    def _build_engine(self, model_path: str | None, config: str | None):
-        """Checkpoint -> engine through the engines' facade (None when the app is closing meanwhile).
-        Raises with the reason."""
-        engine_name = self.settings.engine
-        spec = ModelSpec(model_path, config, warped_source_blend=self.settings.avatar_detail)
-        try:
-            return self._engine_opener.open(spec, engine_name)
-        except EngineError as exc:
-            if engine_name == "auto":
-                raise
-            self.raise_message("warning", f"{engine_name} engine unavailable here: {exc}",
-                               "Using the best available engine (Auto) instead.")
-            return self._engine_opener.open(spec, "auto")
-
-    def _export_busy(self, started: bool) -> None:
-        """The first-run ONNX export (a child process, see engines.export_child) gets its own busy label."""
-        self.busyChanged.emit("Exporting the model for ONNX Runtime (first run only)" if started else self.state.busy)
-
-    def _engine_notice(self, notice: str) -> None:
-        """FallbackEngine switched engines (pipeline thread): tell the user once."""
-        if notice and notice != self._last_notice:
-            self._last_notice = notice
-            self._notice.emit("warning", f"Engine fallback: {notice}")
-
-    def _retire_engine(self, old) -> None:
-        """Closes the previous engine once the pipeline stopped using it (switching engines a hundred
-        times must not keep a hundred models in memory)."""
-        pipeline = self._pipeline
-        deadline = time.monotonic() + 5.0
-        while pipeline is not None and pipeline.running and pipeline.engine is old and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if pipeline is not None and pipeline.engine is old:
-            self._old_engines.append(old)  # still in use: closed at shutdown
-            return
-        try:
-            old.close()
-        except Exception:  # noqa: BLE001
-            log.debug("closing the previous engine failed", exc_info=True)
-
     def _load_initial_avatar(self) -> None:
         if not self.avatars:
             self.raise_message("warning", "No avatars found.", "Add one with File ▸ Add avatar… or drop an image on the window.")
@@ -319,7 +227,8 @@ class AppController(OutputsMixin, QObject):
         path = self.avatars[index]
         if prepared is None:
             image = avatar_files.load_avatar_image(path)
-            size = self._engine.image_size if self._engine is not None else 256
+            engine = self.engines.engine
+            size = engine.image_size if engine is not None else 256
             prepared = prepare_avatar(image, size)
         name = Path(path).name
         if not prepared.face_found and not accept_no_face:
@@ -380,12 +289,13 @@ class AppController(OutputsMixin, QObject):
     def _start_pipeline(self) -> None:
         from reenact_app.pipeline import LivePipeline
 
-        if self._engine is None:
+        engine = self.engines.engine
+        if engine is None:
             return  # no weights: the banner already says what to do
         if self._pipeline is not None:
             return
         source = self._build_source()
-        pipeline = LivePipeline(source, self._engine, avatar=self._avatar, config=pipeline_config(self.settings),
+        pipeline = LivePipeline(source, engine, avatar=self._avatar, config=pipeline_config(self.settings),
                                 on_frame=self._on_pipeline_frame)
         if self.settings.freeze_crop:  # the one live setting PipelineConfig does not carry
             apply_settings(pipeline, self.settings, {"freeze_crop"})
@@ -446,9 +356,10 @@ class AppController(OutputsMixin, QObject):
         st = self.state
         self._check_sinks()
         self._check_pipeline_messages()
-        if self._engine is not None:
-            st.engine_label = self._engine.describe()
-            self._engine_notice(getattr(self._engine, "notice", None) or "")  # engines without listeners
+        engine = self.engines.engine
+        if engine is not None:
+            st.engine_label = engine.describe()
+            self.engines.show_notice(getattr(engine, "notice", None) or "")  # engines without listeners
         source = self._source
         if source is not None:
             base = st.source_name
@@ -549,7 +460,7 @@ class AppController(OutputsMixin, QObject):
             if p is not None:
                 apply_settings(p, s, {name})
         elif name in ("engine", "avatar_detail"):
-            self.bridge.submit("Building engine", self._load_engine)
+            self.bridge.submit("Building engine", self.engines.load)
             self.bridge.submit("Starting pipeline", self._start_pipeline)
         elif name == "model_path":
             self.set_model(value, "")
@@ -580,8 +491,8 @@ class AppController(OutputsMixin, QObject):
 
     def set_model(self, path: str, config: str = "") -> None:
         self.settings.model_path, self.settings.model_config = str(path or ""), str(config or "")
-        self.state.model_label = self._model_label()
-        self.bridge.submit("Loading model", self._load_engine)
+        self.state.model_label = model_label(self.settings)
+        self.bridge.submit("Loading model", self.engines.load)
         self.bridge.submit("Starting pipeline", self._start_pipeline)
         self.settings_service.schedule_save()
         self._changed()
@@ -594,7 +505,7 @@ class AppController(OutputsMixin, QObject):
             apply_settings(p, self.settings)
         new = self.settings
         if (old.engine, old.model_path, old.avatar_detail) != (new.engine, new.model_path, new.avatar_detail):
-            self.bridge.submit("Loading model", self._load_engine)
+            self.bridge.submit("Loading model", self.engines.load)
         self.settingsChanged.emit()
         self.raise_message("info", "Settings reset to defaults.")
 
