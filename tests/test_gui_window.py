@@ -319,11 +319,11 @@ def test_switch_avatars_with_number_keys(running):
     idle(app, c)
     assert c.state.avatar_index == 0
     # hammering the keys: the last one wins and at most two loads run (one started, one queued)
-    loads = c.avatar_loads
+    loads = c.avatar_service.loads
     for key in (Qt.Key.Key_2, Qt.Key.Key_1) * 10 + (Qt.Key.Key_2,):
         QTest.keyClick(w, key)
     idle(app, c)
-    assert c.state.avatar_index == 1 and c.avatar_loads - loads <= 2
+    assert c.state.avatar_index == 1 and c.avatar_service.loads - loads <= 2
     frames_after(app, c, 2)
     QTest.keyClick(w, Qt.Key.Key_1)
     idle(app, c)

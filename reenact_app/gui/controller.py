@@ -13,7 +13,6 @@ Threads (all of the app's: docs/architecture.md, "Threads and processes"):
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -22,11 +21,11 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from reenact_common.paths import assets_dir
 from reenact_common.errors import MediaError
-from reenact_app.gui import avatars as avatar_files
 from reenact_app.gui.live import (
     LIVE_SETTINGS, GatedSink, apply_settings, pipeline_config,
 )
 from reenact_app.gui.outputs import OutputsMixin
+from reenact_app.gui.services.avatar_service import AvatarService
 from reenact_app.gui.services.engine_service import EngineService, model_label
 from reenact_app.gui.services.settings_service import SettingsService
 from reenact_app.gui.services.ui import UiPort, UiThread, set_fields
@@ -75,13 +74,10 @@ class AppController(OutputsMixin, QObject):
         self._ui_thread = UiThread(self)
         self.settings_service = SettingsService(settings, persist=persist, post=self._on_ui, on_changed=self._settings_applied)
         self.driving_override = driving
-        self.extra_avatars = [str(Path(avatar).resolve())] if avatar else []
         self.vcam_backend = vcam_backend  # None = the platform's real backend; "reenact-fake" in tests
         self.camera_factory = camera_factory  # None = cv2.VideoCapture; tests pass FakeVideoCapture.factory
         self._fixed_cameras = cameras  # tests: skip enumeration and use these CameraInfo
         self.state = AppState()
-        self.avatars: list[str] = avatar_files.list_avatars(self.extra_avatars)
-        self.thumbnails: dict = {}  # path -> QImage made on the command thread for avatars added later
         self.cameras: list = []
         self.bridge = WorkerBridge(self)
         self.bridge.frameReady.connect(self._take_frame)
@@ -90,12 +86,9 @@ class AppController(OutputsMixin, QObject):
         ui = UiPort(post=self._on_ui, update_state=self._update_state, update_settings=self._update_settings,
                     message=self.raise_message, busy=self.busyChanged.emit)
         self.engines = EngineService(ui, lambda: self.settings, lambda: self._pipeline, lambda: self.state.busy)
-        self._avatar = None  # tracking.AvatarCrop in use
-        self._pending_avatar: tuple[int, Any] | None = None  # no face found: waiting for the user
-        self._avatar_lock = threading.Lock()
-        self._wanted_avatar = -1
-        self._avatar_load_queued = False
-        self.avatar_loads = 0  # avatar switches actually performed (tests check the coalescing)
+        self.avatar_service = AvatarService(ui, [avatar] if avatar else [], pipeline=lambda: self._pipeline,
+                                            model_size=lambda: getattr(self.engines.engine, "image_size", None),
+                                            on_list_changed=self._avatars_applied)
         self._pipeline = None
         self._vcam: GatedSink | None = None
         self._recorder: GatedSink | None = None
@@ -114,7 +107,7 @@ class AppController(OutputsMixin, QObject):
         """Loads the model, the avatar and the driving source, then starts the pipeline (all off the UI thread)."""
         self.bridge.submit("Looking for cameras", self._find_cameras)
         self.bridge.submit("Loading model", self.engines.load)
-        self.bridge.submit("Preparing avatar", self._load_initial_avatar)
+        self.bridge.submit("Preparing avatar", self.avatar_service.load_initial, self.avatar_service.initial(self.settings.avatar))
         self.bridge.submit("Opening driving video", self._start_pipeline)
 
     def shutdown(self, timeout: float = 15.0) -> bool:
@@ -155,6 +148,14 @@ class AppController(OutputsMixin, QObject):
     def engine(self):
         return self.engines.engine
 
+    @property
+    def avatars(self) -> list[str]:
+        return self.avatar_service.avatars
+
+    @property
+    def thumbnails(self) -> dict:
+        return self.avatar_service.thumbnails
+
     def idle(self) -> bool:
         """No command queued or running (tests wait for this)."""
         return self.bridge.pending == 0
@@ -190,6 +191,10 @@ class AppController(OutputsMixin, QObject):
         self.settingsChanged.emit()
         self.stateChanged.emit()
 
+    def _avatars_applied(self) -> None:
+        self.state.avatar_index = self.avatar_service.index_of(self.state.avatar_path)
+        self.avatarsChanged.emit()
+
     def _busy(self, text: str) -> None:
         self.state.busy = text
         self.busyChanged.emit(text)
@@ -209,44 +214,6 @@ class AppController(OutputsMixin, QObject):
             self.cameras = []
         log.info("cameras: %s", [(c.index, c.name) for c in self.cameras] or "none")
         self._changed()
-
-    def _load_initial_avatar(self) -> None:
-        if not self.avatars:
-            self.raise_message("warning", "No avatars found.", "Add one with File ▸ Add avatar… or drop an image on the window.")
-            return
-        index = 0
-        if self.extra_avatars:
-            index = self.avatars.index(self.extra_avatars[-1])
-        elif self.settings.avatar in self.avatars:
-            index = self.avatars.index(self.settings.avatar)
-        self._load_avatar(index)
-
-    def _load_avatar(self, index: int, accept_no_face: bool = False, prepared=None) -> None:
-        from reenact_app.tracking import prepare_avatar
-
-        path = self.avatars[index]
-        if prepared is None:
-            image = avatar_files.load_avatar_image(path)
-            engine = self.engines.engine
-            size = engine.image_size if engine is not None else 256
-            prepared = prepare_avatar(image, size)
-        name = Path(path).name
-        if not prepared.face_found and not accept_no_face:
-            self._pending_avatar = (index, prepared)
-            self.raise_message("warning", f"No face found in {name}: the avatar was not changed.",
-                               "Choose a picture with a clear, frontal face, or use its centre crop anyway.",
-                               "Use centre crop", "accept_center_crop")
-            return
-        self._pending_avatar = None
-        self._avatar = prepared
-        self._update_state(avatar_index=index, avatar_path=path)
-        if path not in self.extra_avatars:
-            self._update_settings(avatar=path)
-        if self._pipeline is not None:
-            self._pipeline.set_avatar(prepared)
-        if prepared.message and prepared.face_found:
-            self.raise_message("info", f"{name}: {prepared.message}")
-        log.info("avatar: %s", path)
 
     def _build_source(self):
         """The configured driving source; falls back to the demo clip (and says so) when it can't open."""
@@ -295,7 +262,7 @@ class AppController(OutputsMixin, QObject):
         if self._pipeline is not None:
             return
         source = self._build_source()
-        pipeline = LivePipeline(source, engine, avatar=self._avatar, config=pipeline_config(self.settings),
+        pipeline = LivePipeline(source, engine, avatar=self.avatar_service.current, config=pipeline_config(self.settings),
                                 on_frame=self._on_pipeline_frame)
         if self.settings.freeze_crop:  # the one live setting PipelineConfig does not carry
             apply_settings(pipeline, self.settings, {"freeze_crop"})
@@ -409,46 +376,17 @@ class AppController(OutputsMixin, QObject):
 
     def select_avatar(self, index: int) -> None:
         """Latest wins: holding or hammering the number keys queues at most one avatar load."""
-        if not 0 <= index < len(self.avatars):
-            return
-        with self._avatar_lock:
-            self._wanted_avatar = index
-            if self._avatar_load_queued:
-                return
-            self._avatar_load_queued = True
-        self.bridge.submit("Loading avatar", self._load_wanted_avatar)
-
-    def _load_wanted_avatar(self) -> None:
-        with self._avatar_lock:
-            index, self._avatar_load_queued = self._wanted_avatar, False
-        self.avatar_loads += 1
-        self._load_avatar(index)
+        if self.avatar_service.want(index):
+            self.bridge.submit("Loading avatar", self.avatar_service.load_wanted)
 
     def accept_center_crop(self) -> None:
-        pending = self._pending_avatar
+        pending = self.avatar_service.pending
         if pending is not None:
-            index, prepared = pending
-            self.bridge.submit("Loading avatar", self._load_avatar, index, True, prepared)
+            path, prepared = pending
+            self.bridge.submit("Loading avatar", self.avatar_service.load, path, True, prepared)
 
     def add_avatars(self, paths: list[str]) -> None:
-        self.bridge.submit("Adding avatar", self._add_avatars, list(paths))
-
-    def _add_avatars(self, paths: list[str]) -> None:
-        added = []
-        for path in paths:
-            try:
-                added.append(str(avatar_files.import_avatar(path)))
-            except (MediaError, OSError) as exc:
-                self.raise_message("error", f"Can't add {Path(path).name}: {exc}", "Use a JPEG, PNG, BMP or WebP picture of a face.")
-        if not added:
-            return
-        from reenact_app.gui.widgets.gallery import load_thumbnail
-
-        for path in added:
-            self.thumbnails[path] = load_thumbnail(path)  # decoded here, not on the UI thread
-        self.avatars = avatar_files.list_avatars(self.extra_avatars)
-        self.avatarsChanged.emit()
-        self._load_avatar(self.avatars.index(added[-1]))
+        self.bridge.submit("Adding avatar", self.avatar_service.add, list(paths))
 
     def set_option(self, name: str, value: Any) -> None:
         """One AppSettings field changed: store it, apply it live, save soon."""

@@ -3,6 +3,7 @@
 - ui.py: UiThread (runs callables on the UI thread) and UiPort (what a service may change in the UI);
 - settings_service.py: AppSettings and their file;
 - engine_service.py: opening and switching the engine through the engines' facade;
+- avatar_service.py: the avatar list, thumbnails, face detection, the avatar in use;
 
 Each module's docstring says which thread owns what (docs/architecture.md, "Threads and processes").
 """
