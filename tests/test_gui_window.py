@@ -364,10 +364,10 @@ def test_switch_to_a_camera_that_unplugs_while_the_virtual_camera_streams(runnin
     app, c, w = running["app"], running["c"], running["w"]
     frames = running["camera_frames"]  # decoded before the stall meter started (test code, not the app)
     state: dict = {}
-    c.camera_factory = FakeVideoCapture.factory(frames, available=lambda n: n not in (1, 2),  # back on the 3rd try
-                                                scripts=lambda n: ["ok"] * 25 + ["unplug"] if n == 0 else (),
-                                                fps=25, delay=1 / 25, state=state)
-    c.cameras = [CameraInfo(0, "Fake USB camera")]
+    c.sources.camera_factory = FakeVideoCapture.factory(frames, available=lambda n: n not in (1, 2),  # back on the 3rd try
+                                                        scripts=lambda n: ["ok"] * 25 + ["unplug"] if n == 0 else (),
+                                                        fps=25, delay=1 / 25, state=state)
+    c.sources.cameras = [CameraInfo(0, "Fake USB camera")]  # as if plugged in (the UI thread owns the list)
     c.stateChanged.emit()
     c.start_virtual_camera()
     idle(app, c)

@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from reenact_common.paths import assets_dir
-from reenact_common.errors import MediaError
 from reenact_app.gui.live import (
     LIVE_SETTINGS, GatedSink, apply_settings, pipeline_config,
 )
@@ -28,18 +25,15 @@ from reenact_app.gui.outputs import OutputsMixin
 from reenact_app.gui.services.avatar_service import AvatarService
 from reenact_app.gui.services.engine_service import EngineService, model_label
 from reenact_app.gui.services.settings_service import SettingsService
+from reenact_app.gui.services.source_service import SourceService
 from reenact_app.gui.services.ui import UiPort, UiThread, set_fields
-from reenact_app.gui.settings import EXPRESSION_MAX, EXPRESSION_STEP, AppSettings, load_settings, parse_resolution
+from reenact_app.gui.settings import EXPRESSION_MAX, EXPRESSION_STEP, AppSettings, load_settings
 from reenact_app.gui.state import AppState
 from reenact_app.gui.worker import FramePacket, WorkerBridge, to_qimage
 
 log = logging.getLogger(__name__)
 
 STATUS_INTERVAL_S = 0.25  # status bar refresh rate while frames flow (numbers, not pictures)
-
-
-def demo_clip() -> Path:
-    return assets_dir() / "driving" / "demo.mp4"
 
 
 class AppController(OutputsMixin, QObject):
@@ -73,12 +67,8 @@ class AppController(OutputsMixin, QObject):
             settings.engine = engine
         self._ui_thread = UiThread(self)
         self.settings_service = SettingsService(settings, persist=persist, post=self._on_ui, on_changed=self._settings_applied)
-        self.driving_override = driving
         self.vcam_backend = vcam_backend  # None = the platform's real backend; "reenact-fake" in tests
-        self.camera_factory = camera_factory  # None = cv2.VideoCapture; tests pass FakeVideoCapture.factory
-        self._fixed_cameras = cameras  # tests: skip enumeration and use these CameraInfo
         self.state = AppState()
-        self.cameras: list = []
         self.bridge = WorkerBridge(self)
         self.bridge.frameReady.connect(self._take_frame)
         self.bridge.busyChanged.connect(self._busy)
@@ -89,6 +79,7 @@ class AppController(OutputsMixin, QObject):
         self.avatar_service = AvatarService(ui, [avatar] if avatar else [], pipeline=lambda: self._pipeline,
                                             model_size=lambda: getattr(self.engines.engine, "image_size", None),
                                             on_list_changed=self._avatars_applied)
+        self.sources = SourceService(ui, driving=driving, camera_factory=camera_factory, cameras=cameras)
         self._pipeline = None
         self._vcam: GatedSink | None = None
         self._recorder: GatedSink | None = None
@@ -105,7 +96,7 @@ class AppController(OutputsMixin, QObject):
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
         """Loads the model, the avatar and the driving source, then starts the pipeline (all off the UI thread)."""
-        self.bridge.submit("Looking for cameras", self._find_cameras)
+        self.bridge.submit("Looking for cameras", self.sources.find_cameras)
         self.bridge.submit("Loading model", self.engines.load)
         self.bridge.submit("Preparing avatar", self.avatar_service.load_initial, self.avatar_service.initial(self.settings.avatar))
         self.bridge.submit("Opening driving video", self._start_pipeline)
@@ -147,6 +138,10 @@ class AppController(OutputsMixin, QObject):
     @property
     def engine(self):
         return self.engines.engine
+
+    @property
+    def cameras(self) -> list:
+        return self.sources.cameras
 
     @property
     def avatars(self) -> list[str]:
@@ -204,56 +199,7 @@ class AppController(OutputsMixin, QObject):
         self.stateChanged.emit()
 
     # -- command-thread work ----------------------------------------------------------------------
-    def _find_cameras(self) -> None:
-        from reenact_app.capture import list_cameras
-
-        try:
-            self.cameras = list(self._fixed_cameras) if self._fixed_cameras is not None else list_cameras()
-        except Exception as exc:  # noqa: BLE001 - enumeration must never stop the app
-            log.warning("camera enumeration failed: %s", exc)
-            self.cameras = []
-        log.info("cameras: %s", [(c.index, c.name) for c in self.cameras] or "none")
-        self._changed()
-
-    def _build_source(self):
-        """The configured driving source; falls back to the demo clip (and says so) when it can't open."""
-        from reenact_app.capture import CameraSource, VideoFileSource, open_source
-
-        s = self.settings
-        if self.driving_override:
-            name = Path(self.driving_override).name
-            self._update_state(source_kind="camera" if self.driving_override.isdigit() else "video",
-                               source_name=name, source_label=name)
-            return open_source(self.driving_override, loop=True, realtime=True)
-        wh = parse_resolution(s.camera_resolution) or (640, 480)
-        use_camera = s.source == "camera" or (s.source == "auto" and self.cameras)
-        if use_camera and self.cameras:
-            index = s.camera_index if any(c.index == s.camera_index for c in self.cameras) else self.cameras[0].index
-            name = self._camera_name(index)
-            self._update_state(source_kind="camera", source_name=name, source_label=name)
-            return CameraSource(index, wh[0], wh[1], 30, capture_factory=self.camera_factory)
-        if s.source in ("auto", "camera") and not self.cameras:
-            self.raise_message("info", "No camera found: playing the bundled demo clip instead.",
-                               "Connect a webcam and pick it under Driving source, or open a video file.")
-        if s.source == "video" and s.video_path:
-            try:
-                source = VideoFileSource(s.video_path, loop=True, realtime=True)
-                name = Path(s.video_path).name
-                self._update_state(source_kind="video", source_name=name, source_label=name)
-                return source
-            except MediaError as exc:
-                self.raise_message("warning", f"{exc}: playing the bundled demo clip instead.", "", "Open video…", "choose_video")
-        name = "demo clip" + (" (no camera)" if not self.cameras else "")
-        self._update_state(source_kind="video", source_name=name, source_label=name)
-        return VideoFileSource(demo_clip(), loop=True, realtime=True)
-
-    def _camera_name(self, index: int) -> str:
-        for cam in self.cameras:
-            if cam.index == index:
-                return cam.name
-        return f"Camera {index}"
-
-    def _start_pipeline(self) -> None:
+    def _start_pipeline(self, cameras: list | None = None) -> None:
         from reenact_app.pipeline import LivePipeline
 
         engine = self.engines.engine
@@ -261,7 +207,7 @@ class AppController(OutputsMixin, QObject):
             return  # no weights: the banner already says what to do
         if self._pipeline is not None:
             return
-        source = self._build_source()
+        source = self.sources.open(self.settings, cameras)
         pipeline = LivePipeline(source, engine, avatar=self.avatar_service.current, config=pipeline_config(self.settings),
                                 on_frame=self._on_pipeline_frame)
         if self.settings.freeze_crop:  # the one live setting PipelineConfig does not carry
@@ -273,11 +219,11 @@ class AppController(OutputsMixin, QObject):
         self._update_state(running=True)
         log.info("pipeline running: %s", source.name)
 
-    def _switch_source(self) -> None:
+    def _switch_source(self, cameras: list) -> None:
         if self._pipeline is None:
-            self._start_pipeline()
+            self._start_pipeline(cameras)
             return
-        new = self._build_source()
+        new = self.sources.open(self.settings, cameras)
         new.start()  # opened here, on the command thread, not between two frames of the pipeline
         self._pipeline.set_source(new)
         self._changed()
@@ -399,11 +345,11 @@ class AppController(OutputsMixin, QObject):
                 apply_settings(p, s, {name})
         elif name in ("engine", "avatar_detail"):
             self.bridge.submit("Building engine", self.engines.load)
-            self.bridge.submit("Starting pipeline", self._start_pipeline)
+            self.bridge.submit("Starting pipeline", self._start_pipeline, list(self.cameras))
         elif name == "model_path":
             self.set_model(value, "")
         elif name == "camera_resolution" and self.state.source_kind == "camera":
-            self.bridge.submit("Reopening camera", self._switch_source)
+            self.bridge.submit("Reopening camera", self._switch_source, list(self.cameras))
         elif name == "output_resolution" and self._vcam is not None:
             self.bridge.submit("Restarting virtual camera", self._restart_vcam)
         self.settingsChanged.emit()
@@ -417,11 +363,11 @@ class AppController(OutputsMixin, QObject):
                                                 EXPRESSION_MAX), 2))
 
     def set_source(self, kind: str, camera_index: int = -1) -> None:
-        self.driving_override = None
+        self.sources.driving_override = None
         self.settings_service.set("source", kind)
         if kind == "camera" and camera_index >= 0:
             self.settings_service.set("camera_index", camera_index)
-        self.bridge.submit("Switching driving source", self._switch_source)
+        self.bridge.submit("Switching driving source", self._switch_source, list(self.cameras))
 
     def set_video(self, path: str) -> None:
         self.settings_service.set("video_path", str(path))
@@ -431,7 +377,7 @@ class AppController(OutputsMixin, QObject):
         self.settings.model_path, self.settings.model_config = str(path or ""), str(config or "")
         self.state.model_label = model_label(self.settings)
         self.bridge.submit("Loading model", self.engines.load)
-        self.bridge.submit("Starting pipeline", self._start_pipeline)
+        self.bridge.submit("Starting pipeline", self._start_pipeline, list(self.cameras))
         self.settings_service.schedule_save()
         self._changed()
 
@@ -446,16 +392,6 @@ class AppController(OutputsMixin, QObject):
             self.bridge.submit("Loading model", self.engines.load)
         self.settingsChanged.emit()
         self.raise_message("info", "Settings reset to defaults.")
-
-    # -- view helpers ----------------------------------------------------------------------------
-    def cameras_for_ui(self) -> list[tuple[int, str]]:
-        return [(c.index, c.name) for c in self.cameras]
-
-    def video_label(self) -> str:
-        if self.driving_override and not self.driving_override.isdigit():
-            return f"Video: {Path(self.driving_override).name}"
-        path = self.settings.video_path
-        return f"Video: {Path(path).name}" if path else "Video: demo clip"
 
     def save_settings(self) -> None:
         self.settings_service.save()

@@ -193,7 +193,7 @@ class MainWindow(QMainWindow):
         self.controls.set_virtual_camera_checked(state.vcam_on, "Stop virtual cam (V)" if state.vcam_on else "Start virtual cam (V)")
         self.controls.set_recording_checked(state.recording)
         self.controls.set_model_label(state.model_label)
-        self.controls.set_sources(c.cameras_for_ui(), c.video_label())
+        self.controls.set_sources(c.sources.cameras_for_ui(), c.sources.video_label(c.settings))
         self.controls.select_source(state.source_kind, c.settings.camera_index)
         self.gallery.set_current(state.avatar_index)
         if state.placeholder:

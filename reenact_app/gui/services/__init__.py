@@ -4,6 +4,7 @@
 - settings_service.py: AppSettings and their file;
 - engine_service.py: opening and switching the engine through the engines' facade;
 - avatar_service.py: the avatar list, thumbnails, face detection, the avatar in use;
+- source_service.py: the camera list, opening cameras and video files, the --driving override;
 
 Each module's docstring says which thread owns what (docs/architecture.md, "Threads and processes").
 """
