@@ -268,12 +268,12 @@ def test_virtual_camera_vanishing_mid_stream_is_reported(running):
 
 def test_virtual_camera_real_backend_reports_missing_driver(running):
     app, c, w = running["app"], running["c"], running["w"]
-    c.vcam_backend = None  # the real platform backend (no v4l2loopback on this machine)
+    c.outputs.vcam_backend = None  # the real platform backend (no v4l2loopback on this machine)
     try:
         c.start_virtual_camera()
         idle(app, c)
     finally:
-        c.vcam_backend = "reenact-fake"
+        c.outputs.vcam_backend = "reenact-fake"
     assert not c.state.vcam_on and c.state.vcam == "unavailable"
     assert w.banner.isVisible() and w.banner.level == "error"
     assert "v4l2loopback" in w.banner.text
