@@ -123,39 +123,72 @@ def test_drop_images_on_the_window_adds_avatars(qtbot, isolated):
     assert controller.shutdown()
 
 
-def test_only_the_ui_thread_writes_state_and_settings(qtbot, isolated, checkpoint):
-    """The command thread posts its results (engine, avatar, source, sinks) to the UI thread instead of
-    writing AppState or AppSettings itself: a full start, avatar and source switches, a recording and the
-    virtual camera, with every write checked for its thread."""
+def test_only_the_ui_thread_writes_state_settings_and_lists(qtbot, isolated, checkpoint):
+    """The command thread computes and posts its results (engine, avatar, source, sinks, the camera list,
+    the avatar list and thumbnails) to the UI thread instead of writing them itself: a full start, an
+    avatar added, avatar and source switches, a recording and the virtual camera, with every write (and
+    every in-place change of the lists) checked for its thread."""
     import threading
 
+    from reenact_app.capture import CameraInfo
     from reenact_app.gui.controller import AppController
     from reenact_app.gui.settings import AppSettings
-    from reenact_app.gui.state import AppState
 
     off_thread: list[tuple[str, str, str]] = []
 
-    def guarded(cls):
-        class Guarded(cls):
-            def __setattr__(self, name, value):
-                if threading.current_thread() is not threading.main_thread():
-                    off_thread.append((cls.__name__, name, threading.current_thread().name))
-                super().__setattr__(name, value)
+    def check(owner: str, name: str) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            off_thread.append((owner, name, threading.current_thread().name))
 
-        return Guarded
+    def guarded_container(value, owner: str):
+        """The same list or dict, reporting in-place changes made off the UI thread."""
+        base = type(value)
+        mutators = {list: ("append", "extend", "insert", "remove", "pop", "clear", "sort", "__setitem__", "__delitem__", "__iadd__"),
+                    dict: ("update", "pop", "popitem", "clear", "setdefault", "__setitem__", "__delitem__")}[base]
+        methods = {m: (lambda m: lambda self, *a, **k: (check(owner, m), getattr(base, m)(self, *a, **k))[1])(m) for m in mutators}
+        return type(f"Guarded{base.__name__}", (base,), methods)(value)
 
-    settings = guarded(AppSettings)(engine="torch", model_path=str(checkpoint))
-    controller = AppController(settings, persist=False, vcam_backend="reenact-fake", cameras=[])
-    controller.state = guarded(AppState)(model_label=controller.state.model_label)
+    def guard(obj, names: set[str] | None = None) -> None:
+        """Reports writes of `names` (None: every field) made off the UI thread."""
+        cls = type(obj)
+
+        def setattr_checked(self, name, value):
+            if names is None or name in names:
+                check(cls.__name__, name)
+                if isinstance(value, (list, dict)):
+                    value = guarded_container(value, f"{cls.__name__}.{name}")
+            object.__setattr__(self, name, value)
+
+        obj.__class__ = type(f"Guarded{cls.__name__}", (cls,), {"__setattr__": setattr_checked})
+        for name in names or ():
+            setattr(obj, name, getattr(obj, name))  # wrap the lists already there
+
+    demo = str(REPO / "assets" / "driving" / "demo.mp4")
+    settings = AppSettings(engine="torch", model_path=str(checkpoint), source="video", video_path=demo)
+    guard(settings)
+    controller = AppController(settings, persist=False, vcam_backend="reenact-fake", cameras=[CameraInfo(0, "Fake USB camera")])
+    guard(controller.state)
+    guard(controller.sources, {"cameras"})
+    guard(controller.avatar_service, {"avatars", "thumbnails"})
+    portrait = isolated / "portrait.jpg"
+    shutil.copyfile(REPO / "assets/avatars/gogol.jpg", portrait)
     try:
         controller.start()
         qtbot.waitUntil(lambda: controller.state.frames_shown >= 3, timeout=60000)
+        assert controller.sources.cameras_for_ui() == [(0, "Fake USB camera")]  # the list reached the UI thread
+        count = len(controller.avatars)
+        controller.add_avatars([str(portrait)])
+        qtbot.waitUntil(lambda: controller.idle() and len(controller.avatars) == count + 1, timeout=30000)
+        qtbot.wait(50)  # posted updates applied
+        added = controller.state.avatar_path
+        assert Path(added).name == "portrait.jpg" and not controller.thumbnails[added].isNull()
+        assert controller.avatars[controller.state.avatar_index] == added
         controller.select_avatar(1)
         controller.start_recording(str(isolated / "call.mp4"))
         controller.start_virtual_camera()
         qtbot.waitUntil(lambda: controller.idle() and controller.state.recording and controller.state.vcam_on,
                         timeout=30000)
-        controller.set_video(str(REPO / "assets" / "driving" / "demo.mp4"))
+        controller.set_video(demo)
         controller.stop_recording()
         controller.stop_virtual_camera()
         qtbot.waitUntil(lambda: controller.idle() and not controller.state.recording, timeout=30000)
