@@ -1,7 +1,7 @@
 """Glue between the GUI and the LivePipeline: settings applied in one place, sinks that can be detached.
 
 `pipeline_config` and `apply_settings` are the only path from AppSettings to the pipeline. `GatedSink`
-lets the controller stop the virtual camera or a recording synchronously (file finished when the call
+lets the output service stop the virtual camera or a recording synchronously (file finished when the call
 returns) and tells it when the pipeline dropped a sink that failed (device vanished, disk full).
 Switching the driving source is `LivePipeline.set_source` (no rebuild, sinks stay open).
 """
@@ -94,7 +94,7 @@ def apply_settings(pipeline, s: AppSettings, changed: set[str] | None = None) ->
 
 
 class GatedSink(Sink):
-    """Wraps a sink so the controller can detach and close it from its own thread at any time.
+    """Wraps a sink so the command thread can detach and close it at any time.
 
     The pipeline calls `write` on its thread; `detach` takes the same lock, so a frame is never written
     to a closed sink. A write error is remembered in `error` (the pipeline then drops this sink).

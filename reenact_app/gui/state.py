@@ -1,4 +1,4 @@
-"""AppState: what the status bar, the buttons and the tests read. Plain data, written by the controller."""
+"""AppState: what the status bar, the buttons and the tests read. Plain data, written on the UI thread only."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ MAX_THUMB_SOURCE_PIXELS = 80_000_000  # refuse to decode thumbnails of absurdly 
 
 
 def load_thumbnail(path: str | Path, size: int = THUMB) -> QImage:
-    """A thumbnail as a QImage (thread-safe, so the controller makes them off the UI thread), or a grey
+    """A thumbnail as a QImage (thread-safe, so AvatarService makes them off the UI thread), or a grey
     placeholder for files Qt can't (or shouldn't) decode."""
     reader = QImageReader(str(path))
     reader.setAutoTransform(True)
