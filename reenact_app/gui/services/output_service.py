@@ -164,4 +164,3 @@ def _videos_dir() -> Path:
         if candidate.is_dir():
             return candidate
     return Path.cwd()
-
