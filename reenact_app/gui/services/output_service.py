@@ -7,6 +7,7 @@ Both are pipeline sinks wrapped in a GatedSink. Threads:
 - UI thread: `check_failures` (housekeeping) sees a sink the pipeline dropped after an error; the
   command thread lets go of it.
 - pipeline thread: writes frames into the sinks (through GatedSink, which a stop closes under its lock).
+- `vcam_backend`: set on the UI thread (tests pick the fake one), read by the command thread.
 """
 
 from __future__ import annotations

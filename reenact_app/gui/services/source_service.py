@@ -7,7 +7,8 @@ Threads:
   may take a second (a camera) and must not run between two frames of the pipeline. It keeps its own
   copy of the last enumeration, so the first source never waits for the UI thread to apply the list;
   a switch asked for on the UI thread brings the list the user saw.
-- `camera_factory` and the fixed camera list are set at start (tests inject fakes) and only read.
+- `camera_factory` and the fixed camera list: set on the UI thread (tests inject fakes), read by the
+  command thread.
 """
 
 from __future__ import annotations
