@@ -10,6 +10,12 @@ process CPU time per frame, which other processes' load barely changes.
     python -m benchmarks.bench_end_to_end --preset paper-rt                 # bundled weights, default engine
     python -m benchmarks.bench_end_to_end --preset fomm-vox256 --engine auto --engine onnxruntime-int8
     python -m benchmarks.bench_end_to_end --engine torch-cudagraph --engine torch-cuda --baseline-device cuda
+    python -m benchmarks.bench_end_to_end --loop serial --loop pipelined/1/1 --loop pipelined/1/2
+
+`--loop LOOP[/KEYPOINT_THREADS/ANIMATE_THREADS]` (repeatable) times the offline loop serial (decode and
+crop in a background thread) or pipelined (two stages, reenact_app/drive.py), optionally with the ONNX
+Runtime keypoint and animate graphs' intra-op threads (0: every core); every loop runs every engine in
+every round, interleaved. Default: the loop `reenact animate` uses, with its thread settings.
 
 Without mediapipe (a bare GPU machine) the crops are centre crops, as `reenact animate` does then; the
 report says which.
@@ -20,9 +26,11 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import logging
+import os
 import resource
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -73,26 +81,57 @@ class TimedEngine(Engine):
         self.inner.close()
 
 
-def run_app(model, engine_name: str, frames: int, threads: int, output: Path) -> dict:
-    """The offline loop of `reenact animate` with default settings; ms per frame by stage."""
-    from reenact_app.drive import StageTimes, drive, make_croppers
+@dataclass(frozen=True)
+class Loop:
+    """One way to run the offline loop: serial or pipelined, and the graphs' intra-op threads."""
+
+    pipelined: bool
+    keypoint_threads: int | None = None  # None: what `reenact animate` uses for this loop
+    animate_threads: int | None = None  # None: --threads
+
+    @classmethod
+    def parse(cls, text: str) -> "Loop":
+        name, *threads = text.split("/")
+        if name not in ("serial", "pipelined") or len(threads) not in (0, 2) or not all(t.isdigit() for t in threads):
+            raise argparse.ArgumentTypeError(f"--loop {text!r}: expected serial or pipelined, optionally "
+                                             "followed by /KEYPOINT_THREADS/ANIMATE_THREADS (e.g. pipelined/1/1)")
+        kp, an = (int(t) for t in threads) if threads else (None, None)
+        return cls(name == "pipelined", kp, an)
+
+    @property
+    def label(self) -> str:
+        name = "pipelined" if self.pipelined else "serial"
+        return name if self.keypoint_threads is None else f"{name}/{self.keypoint_threads}/{self.animate_threads}"
+
+
+def run_app(model, engine_name: str, frames: int, threads: int, output: Path, loop: Loop | None = None,
+            expression: float = 1.0) -> dict:
+    """The offline loop of `reenact animate` with default settings (or `loop`'s); ms per frame by stage."""
+    from reenact_app.drive import DriveConfig, StageTimes, avatar_landmarks, drive, make_croppers
+    from reenact_app.expression import ExpressionSettings
     from reenact_app.engines.select import EngineOptions, create_engine
     from reenact_app.images import load_avatar_image
     from reenact_app.session import AnimationSession, MotionSettings
     from reenact_common.video_io import VideoWriter, iter_frames, probe_video
 
-    engine = TimedEngine(create_engine(model, engine_name, options=EngineOptions(threads=threads)))
+    config = DriveConfig() if loop is None else DriveConfig.measured(loop.pipelined)
+    keypoint_threads = config.keypoint_threads if loop is None or loop.keypoint_threads is None else loop.keypoint_threads
+    animate_threads = threads if loop is None or loop.animate_threads is None else loop.animate_threads
+    options = EngineOptions(threads=animate_threads, keypoint_threads=keypoint_threads)
+    engine = TimedEngine(create_engine(model, engine_name, options=options))
     size = model.config.image_size
     tracker = importlib.util.find_spec("mediapipe") is not None
     if not tracker:
         log.warning("mediapipe is not installed: centre crops instead of the face tracker")
-    croppers = make_croppers(tracker, size)
-    session = AnimationSession(engine, MotionSettings(relative=True, adapt_scale=False))
-    session.set_avatar(croppers.avatar(load_avatar_image(str(AVATAR))))
+    settings = ExpressionSettings(strength=expression)
+    croppers = make_croppers(tracker, size, landmarks=settings.active)
+    session = AnimationSession(engine, MotionSettings(relative=True, adapt_scale=False), settings)
+    avatar = croppers.avatar(load_avatar_image(str(AVATAR)))
+    session.set_avatar(avatar, avatar_landmarks(avatar) if settings.active and tracker else None)
     times, fps = StageTimes(), probe_video(DRIVING).fps
     c0, t0 = cpu_seconds(), time.perf_counter()
     with VideoWriter(output, fps, (size, size)) as writer:
-        driven = drive(session, croppers, iter_frames(DRIVING, frames), fps, times)
+        driven = drive(session, croppers, iter_frames(DRIVING, frames), fps, times, config)
         try:
             for frame in driven:
                 t = time.perf_counter()
@@ -107,8 +146,11 @@ def run_app(model, engine_name: str, frames: int, threads: int, output: Path) ->
     engine.close()
     ms = {stage: 1000 * value / n for stage, value in (
         ("decode", times.decode), ("crop", times.crop), ("keypoints", engine.kp_s), ("animate", engine.animate_s),
-        ("motion_and_session", times.model - engine.kp_s - engine.animate_s), ("encode", times.encode))}
-    return {"engine": engine_name, "description": description, "crops": croppers.kind, "frames": times.frames,
+        ("motion_and_session", times.keypoints + times.animate - engine.kp_s - engine.animate_s),
+        ("encode", times.encode))}
+    loop_label = ("pipelined" if config.pipelined else "serial") + f"/{keypoint_threads}/{animate_threads}"
+    return {"engine": engine_name, "loop": loop_label, "description": description, "crops": croppers.kind,
+            "frames": times.frames,
             "frame_ms": 1000 * wall / n, "fps": n / wall, "cpu_ms_per_frame": 1000 * cpu / n, "stages_ms": ms}
 
 
@@ -134,6 +176,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0, help="0: every core (the default settings)")
     parser.add_argument("--baseline-device", default="cpu", help="where the upstream eager baseline runs (cuda:0 on a GPU)")
+    parser.add_argument("--loop", action="append", type=Loop.parse,
+                        help="serial | pipelined [/KEYPOINT_THREADS/ANIMATE_THREADS], repeatable (default: "
+                        "the loop `reenact animate` uses)")
+    parser.add_argument("--expression", type=float, default=1.0, metavar="STRENGTH",
+                        help="expression retargeting as `reenact animate --expression` (default 1: on, which "
+                        "adds the face mesh to the tracker; 0: off)")
     parser.add_argument("--out", help="JSON path (default benchmarks/results/end-to-end-PRESET.json)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -150,25 +198,35 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     size = model.config.image_size
     clip = [centre_crop(f, size) for f in read_frames(DRIVING, args.baseline_frames + 1)]
+    runs = [(name, loop) for name in args.engine or ["auto"] for loop in args.loop or [None]]
     rounds = []
     with tempfile.TemporaryDirectory() as tmp:
         for index in range(args.rounds):
-            row = {"upstream": run_upstream(model, clip[1:], clip[0], args.baseline_device), "app": []}
-            for name in args.engine or ["auto"]:
-                row["app"].append(run_app(model, name, args.frames, args.threads, Path(tmp) / f"{name}.mp4"))
-                log.info("round %d %s: %.1f ms/frame end to end (%.1f fps), upstream model-only %.1f ms", index, name,
-                         row["app"][-1]["frame_ms"], row["app"][-1]["fps"], row["upstream"]["frame_ms"])
+            row = {"load_average": os.getloadavg(),
+                   "upstream": run_upstream(model, clip[1:], clip[0], args.baseline_device), "app": []}
+            for name, loop in runs:
+                row["app"].append(run_app(model, name, args.frames, args.threads, Path(tmp) / f"{name}.mp4", loop,
+                                          args.expression))
+                log.info("round %d %s %s: %.1f ms/frame end to end (%.1f fps, %.1f ms CPU), upstream model-only "
+                         "%.1f ms", index, name, row["app"][-1]["loop"], row["app"][-1]["frame_ms"],
+                         row["app"][-1]["fps"], row["app"][-1]["cpu_ms_per_frame"], row["upstream"]["frame_ms"])
+            row["load_average_after"] = os.getloadavg()
             rounds.append(row)
     summary = {}
-    for i, name in enumerate(args.engine or ["auto"]):
+    for i, (name, loop) in enumerate(runs):
+        key = name if loop is None else f"{name} {loop.label}"
         ratios = [r["upstream"]["frame_ms"] / r["app"][i]["frame_ms"] for r in rounds]
         cpu_ratios = [r["upstream"]["cpu_ms_per_frame"] / r["app"][i]["cpu_ms_per_frame"] for r in rounds]
-        summary[name] = {"speedup_vs_upstream_wall": ratios, "speedup_vs_upstream_cpu": cpu_ratios,
-                         "fps": [r["app"][i]["fps"] for r in rounds]}
+        summary[key] = {"loop": rounds[0]["app"][i]["loop"], "speedup_vs_upstream_wall": ratios,
+                        "speedup_vs_upstream_cpu": cpu_ratios, "fps": [r["app"][i]["fps"] for r in rounds],
+                        "cpu_ms_per_frame": [r["app"][i]["cpu_ms_per_frame"] for r in rounds]}
+        name = key
         print(f"{args.preset} {name}: end to end vs upstream eager model-only, same round: wall "
               f"{', '.join(f'{x:.2f}x' for x in ratios)}; CPU {', '.join(f'{x:.2f}x' for x in cpu_ratios)}; fps "
-              f"{', '.join(f'{x:.1f}' for x in summary[name]['fps'])}")
+              f"{', '.join(f'{x:.1f}' for x in summary[name]['fps'])}; CPU ms/frame "
+              f"{', '.join(f'{x:.1f}' for x in summary[name]['cpu_ms_per_frame'])}")
     report = {"kind": "end-to-end", "preset": args.preset, "hardware": hardware(), "threads": args.threads,
+              "expression": args.expression,
               "weights": "bundled" if args.preset == "paper-rt" else "random", "rounds": rounds, "summary": summary}
     out = Path(args.out) if args.out else REPO / "benchmarks" / "results" / f"end-to-end-{args.preset}.json"
     write_report(out, report, indent=2)

@@ -1,8 +1,15 @@
 """Driving an avatar with a video, offline: the loop `reenact animate` and the cross-identity
 evaluation share, so what is measured is what users get.
 
-Per frame: decode -> face crop (tracker, or centre crop), both in a background thread that overlaps
-inference -> keypoints -> relative motion -> animate. The avatar is encoded once by the session.
+Per frame: decode -> face crop (tracker, or centre crop) -> keypoints -> relative motion -> animate.
+The avatar is encoded once by the session. Two ways to spread that over threads (`DriveConfig`):
+- serial: decode and crop run in a background thread that overlaps inference; keypoints and animate
+  run in the caller's thread, each with every core (ONNX Runtime's intra-op threads);
+- pipelined: two stages, the first (decode, crop, keypoints, relative motion) in a background thread,
+  the second (animate, and whatever the caller does with the frame: compose, encode) in the caller's;
+  a bounded queue between them keeps the order and bounds memory. Throughput approaches 1 / the slower
+  stage instead of 1 / their sum; each frame is one frame later (docs/performance.md).
+Both give the same frames.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from reenact_app.session import AnimationSession
+from reenact_app.session import AnimationSession, PreparedFrame
 
 log = logging.getLogger(__name__)
 
@@ -74,19 +81,43 @@ def avatar_landmarks(crop: np.ndarray) -> np.ndarray | None:
     return mesh_landmarks(crop)
 
 
+@dataclass(frozen=True)
+class DriveConfig:
+    """How the offline loop spreads its stages over threads (module doc). The default is serial: on a
+    2-core CPU the pipelined loop measured no faster (docs/performance.md, "Two stages on two cores"),
+    since both cores are already busy ~85% of the time and pipelining adds no cores."""
+
+    pipelined: bool = False
+    depth: int = 2  # pipelined: frames queued between the stages (serial reads 8 crops ahead)
+    # The keypoint graph's intra-op threads this loop asks the engine for (EngineOptions.keypoint_threads;
+    # 0: as many as the animate graph).
+    keypoint_threads: int = 0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.depth <= 64:
+            raise ValueError(f"depth must be 1..64 frames, got {self.depth}")
+
+    @classmethod
+    def measured(cls, pipelined: bool) -> "DriveConfig":
+        """Each loop with the thread settings that measured best for it: pipelined, the keypoint graph
+        gets one thread (it runs beside animate, which keeps every core)."""
+        return cls(pipelined=True, keypoint_threads=1) if pipelined else cls()
+
+
 @dataclass
 class StageTimes:
-    """Wall time per stage, summed over frames (seconds)."""
+    """Wall time per stage, summed over frames (seconds), in whichever thread the stage ran."""
 
     decode: float = 0.0
     crop: float = 0.0
-    model: float = 0.0
+    keypoints: float = 0.0  # driving keypoints and relative motion (AnimationSession.prepare)
+    animate: float = 0.0  # the model's frame and the expression warps (render_prepared)
     encode: float = 0.0
     frames: int = 0
 
     def summary(self, wall: float) -> str:
         n = max(1, self.frames)
-        per = {k: 1000 * getattr(self, k) / n for k in ("decode", "crop", "model", "encode")}
+        per = {k: 1000 * getattr(self, k) / n for k in ("decode", "crop", "keypoints", "animate", "encode")}
         parts = ", ".join(f"{k} {v:.1f} ms" for k, v in per.items())
         return f"{self.frames} frames in {wall:.1f} s = {self.frames / max(wall, 1e-9):.1f} fps end to end ({parts} per frame)"
 
@@ -142,25 +173,49 @@ def decode_and_crop(frames: Iterable[np.ndarray], croppers: Croppers, fps: float
         t0 = time.perf_counter()
 
 
+def prepare_frames(crops: Iterable[tuple[int, DriverCrop]], session: AnimationSession,
+                   times: StageTimes) -> Iterator[tuple[int, DriverCrop, PreparedFrame]]:
+    """The pipelined loop's first stage after cropping: each crop's keypoints and relative motion."""
+    for index, driver in crops:
+        t0 = time.perf_counter()
+        prepared = session.prepare(driver.crop, driver.landmarks)
+        times.keypoints += time.perf_counter() - t0
+        yield index, driver, prepared
+
+
 @dataclass
 class DrivenFrame:
     index: int
     driver: DriverCrop
     output: np.ndarray  # uint8 RGB at model size
+    prepared: PreparedFrame  # its keypoints and expression state (PreparedFrame.finish on a composed picture)
 
 
 def drive(session: AnimationSession, croppers: Croppers, frames: Iterable[np.ndarray], fps: float,
-          times: StageTimes | None = None) -> Iterator[DrivenFrame]:
-    """Animate the session's avatar with `frames`; decode and crop overlap inference. Closing the
-    generator stops the decode/crop worker (call it before closing the croppers)."""
+          times: StageTimes | None = None, config: DriveConfig | None = None) -> Iterator[DrivenFrame]:
+    """Animate the session's avatar with `frames`, in order; the stages overlap as `config` says. A
+    worker's exception is raised here. Closing the generator stops the worker (call it before closing
+    the croppers)."""
+    config = config or DriveConfig()
     times = times if times is not None else StageTimes()
-    crops = prefetch(decode_and_crop(frames, croppers, fps, times))
+    crops = decode_and_crop(frames, croppers, fps, times)
+    if config.pipelined:
+        worker = prefetch(prepare_frames(crops, session, times), depth=config.depth)
+    else:
+        worker = prefetch(crops)
     try:
-        for index, driver in crops:
+        for item in worker:
+            if config.pipelined:
+                index, driver, prepared = item
+            else:  # the keypoints run here, between the model's frames
+                index, driver = item
+                t0 = time.perf_counter()
+                prepared = session.prepare(driver.crop, driver.landmarks)
+                times.keypoints += time.perf_counter() - t0
             t0 = time.perf_counter()
-            output = session.animate(driver.crop, landmarks=driver.landmarks)
-            times.model += time.perf_counter() - t0
+            output = session.render_prepared(prepared)
+            times.animate += time.perf_counter() - t0
             times.frames += 1
-            yield DrivenFrame(index, driver, output)
+            yield DrivenFrame(index, driver, output, prepared)
     finally:
-        crops.close()
+        worker.close()

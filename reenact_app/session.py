@@ -11,6 +11,7 @@ the reference it is relative to: a new reference (calibration) or a new avatar s
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 
@@ -51,6 +52,26 @@ def relative_keypoints(
     if relative_jacobian and driving.jacobian is not None and reference.jacobian is not None:
         jacobian = driving.jacobian @ _inverse_2x2(reference.jacobian) @ source.jacobian
     return Keypoints(value=value.astype(np.float32), jacobian=None if jacobian is None else jacobian.astype(np.float32))
+
+
+@dataclass(frozen=True)
+class PreparedFrame:
+    """One driving frame's motion, made by `AnimationSession.prepare` and drawn by `render_prepared`.
+
+    It carries everything the drawing reads (the avatar it was made for, this frame's expression state),
+    so a pipelined loop can prepare the next frame while this one is drawn (reenact_app/drive.py)."""
+
+    keypoints: Keypoints
+    source: SourceState
+    expression: ExpressionRetargeter  # a copy taken right after this frame's keypoints: its eye,
+    # brow and mouth state (the retargeter rebinds, never mutates, what `finish` reads)
+    relative: bool
+
+    def finish(self, image: np.ndarray, crop_to_image: np.ndarray | None = None) -> np.ndarray:
+        """`AnimationSession.finish` with this frame's expression state."""
+        if not self.relative:
+            return image
+        return self.expression.finish(image, self.source.keypoints.value, self.keypoints.value, crop_to_image)
 
 
 class AnimationSession:
@@ -154,6 +175,21 @@ class AnimationSession:
         if not self.settings.relative:
             return image
         return self.expression.finish(image, self.source.keypoints.value, kp_driving.value, crop_to_image)
+
+    def prepare(self, crop: np.ndarray, landmarks: np.ndarray | None = None,
+                timestamp: float | None = None) -> PreparedFrame:
+        """The first half of `animate`: this frame's driving keypoints (as `driving_keypoints`), frozen
+        with what `render_prepared` needs. Prepare and render may run in two threads, one frame apart,
+        as long as each half is called from one thread and frames are rendered in order."""
+        if self.source is None:
+            raise RuntimeError("set_avatar() must be called before prepare()")
+        kp = self.driving_keypoints(crop, landmarks, timestamp)
+        return PreparedFrame(kp, self.source, copy.copy(self.expression), self.settings.relative)
+
+    def render_prepared(self, frame: PreparedFrame) -> np.ndarray:
+        """The second half of `animate`: the avatar at the prepared keypoints, with its expression."""
+        self.last_keypoints = frame.keypoints
+        return frame.finish(self.engine.animate(frame.source, frame.keypoints))
 
     def animate(self, crop: np.ndarray, landmarks: np.ndarray | None = None) -> np.ndarray:
         """One driving crop (uint8 RGB at model size) -> animated avatar (uint8 RGB at model size).

@@ -282,3 +282,42 @@ def test_onnxruntime_options_validated(model, tmp_path):
         OnnxRuntimeEngine(folder, OrtOptions(device="cuda"))
     engine = OnnxRuntimeEngine(folder, OrtOptions(graph_optimization="basic", intra_op_threads=1, cpu_mem_arena=False))
     assert engine.animate(engine.encode_source(IMAGE), engine.detect_keypoints(IMAGE)).shape == (256, 256, 3)
+
+
+def test_fallback_switches_once_when_two_threads_see_the_same_engine_fail(model, fake_world, monkeypatch):
+    """The pipelined driving loop calls detect_keypoints and animate from two threads: when both see
+    TensorRT fail at once, the engine moves to the next candidate once, not two candidates down."""
+    import threading
+
+    both_inside = threading.Barrier(2, timeout=10)
+
+    class FailsTogether(FakeEngine):
+        def _maybe_fail(self, method):
+            self.calls.append(method)
+            if self.label == "tensorrt" and method in ("detect_keypoints", "animate"):
+                both_inside.wait()
+                raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    def build(candidate, model, options):
+        engine = FailsTogether(candidate)
+        fake_world["built"].append(engine)
+        return engine
+
+    monkeypatch.setattr(select, "build_candidate", build)
+    engine = create_engine(model, "auto")
+    session = AnimationSession(engine)
+    session.set_avatar(IMAGE)
+    results: dict[str, object] = {}
+    threads = [
+        threading.Thread(target=lambda: results.update(kp=engine.detect_keypoints(IMAGE))),
+        threading.Thread(target=lambda: results.update(image=engine.animate(session.source, Keypoints(
+            np.zeros((10, 2), np.float32))))),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    assert not any(t.is_alive() for t in threads)
+    assert [e.label for e in fake_world["built"]] == ["tensorrt", "onnxruntime-cuda"]
+    assert engine.name == "onnxruntime-cuda" and len(engine.failures) == 1
+    assert results["image"][0, 0, 0] == CHAIN.index("onnxruntime-cuda") and "kp" in results

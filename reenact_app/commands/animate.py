@@ -47,6 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-side", type=int, default=1280, metavar="PX",
                    help="with --full-frame: cap the picture's long side at this many pixels (default 1280)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for inference (0: all available)")
+    p.add_argument("--pipelined", action=argparse.BooleanOptionalAction, default=None,
+                   help="two stages in two threads: decode, crop and keypoints of the next frame beside the "
+                   "model's current one (the same frames; default: off, it measured no faster on 2 cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -59,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from reenact_app.benchmarking import peak_rss_mb
     from reenact_app.engines.select import EngineOptions, create_engine
     from reenact_common.errors import ConfigError
-    from reenact_app.drive import StageTimes, avatar_landmarks, drive, make_croppers
+    from reenact_app.drive import DriveConfig, StageTimes, avatar_landmarks, drive, make_croppers
     from reenact_app.expression import ExpressionSettings
     from reenact_app.session import AnimationSession, MotionSettings
     from reenact_app.images import load_avatar_image
@@ -72,7 +75,9 @@ def run(args: argparse.Namespace) -> int:
     size = model.config.image_size
     if args.size and args.size != size:
         raise ConfigError(f"--size {args.size} does not match the checkpoint's image size {size}; omit --size")
-    engine = create_engine(model, args.engine, options=EngineOptions(threads=args.threads))
+    loop = DriveConfig() if args.pipelined is None else DriveConfig.measured(args.pipelined)
+    engine = create_engine(model, args.engine, options=EngineOptions(threads=args.threads,
+                                                                      keypoint_threads=loop.keypoint_threads))
     del model  # the engine (and its fallbacks) hold what they need
     expression = ExpressionSettings(strength=args.expression)
     croppers = make_croppers(args.crop, size, landmarks=expression.active)
@@ -94,14 +99,14 @@ def run(args: argparse.Namespace) -> int:
     driven = None
     try:
         with VideoWriter(args.output, info.fps, out_size) as writer:
-            driven = drive(session, croppers, iter_frames(args.driving, args.max_frames), info.fps, times)
+            driven = drive(session, croppers, iter_frames(args.driving, args.max_frames), info.fps, times, loop)
             progress = tqdm(total=total, unit="frame", disable=args.no_progress, desc="animate")
             noticed = False
             for frame in driven:
                 t0 = time.perf_counter()
                 if full_frame:  # the blink's lid warp again, on the full picture the crop went into
-                    writer.write(session.finish(compositor.compose(engine.last), session.last_keypoints,
-                                                cv2.invertAffineTransform(compositor.matrix)))
+                    writer.write(frame.prepared.finish(compositor.compose(engine.last),
+                                                       cv2.invertAffineTransform(compositor.matrix)))
                 else:
                     writer.write(frame.output)
                 times.encode += time.perf_counter() - t0

@@ -31,6 +31,9 @@ class OrtOptions:
 
     device: str = "cpu"  # "cpu" or "cuda"
     intra_op_threads: int = 0
+    # The keypoint graph's own intra-op threads (0: as intra_op_threads). The pipelined driving loop
+    # runs it beside `animate`, one thread each (docs/performance.md, "Two stages on two cores").
+    keypoint_threads: int = 0
     inter_op_threads: int = 1
     graph_optimization: str = "all"
     cpu_mem_arena: bool = True
@@ -125,7 +128,7 @@ class OnnxRuntimeEngine(Engine):
                     raise EngineError(f"{export_dir} has no int8 graphs: run `reenact export --format onnx --int8`")
                 files[part] = files[key]
         self.sessions = {
-            part: self._session(Path(export_dir) / files[part], providers)
+            part: self._session(Path(export_dir) / files[part], providers, self._threads(part))
             for part in ("kp_detector", "source_encoder", "animate")
         }
         active = self.sessions["animate"].get_providers()
@@ -144,7 +147,12 @@ class OnnxRuntimeEngine(Engine):
             return [("CUDAExecutionProvider", {"device_id": self.options.cuda_device_id}), "CPUExecutionProvider"]
         return ["CPUExecutionProvider"]
 
-    def _session(self, path: Path, providers: list):
+    def _threads(self, part: str) -> int:
+        if part == "kp_detector" and self.options.keypoint_threads:
+            return self.options.keypoint_threads
+        return self.options.intra_op_threads or available_cores()
+
+    def _session(self, path: Path, providers: list, threads: int):
         ort = self._ort
         so = ort.SessionOptions()
         level = {
@@ -156,7 +164,7 @@ class OnnxRuntimeEngine(Engine):
         if self.options.graph_optimization not in level:
             raise EngineError(f"graph_optimization must be one of {OPT_LEVELS}")
         so.graph_optimization_level = level[self.options.graph_optimization]
-        so.intra_op_num_threads = self.options.intra_op_threads or available_cores()
+        so.intra_op_num_threads = threads
         so.inter_op_num_threads = self.options.inter_op_threads
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.enable_cpu_mem_arena = self.options.cpu_mem_arena

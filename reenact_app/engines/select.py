@@ -12,6 +12,7 @@ says what happened (the GUI shows it; listeners get a callback).
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -53,6 +54,7 @@ class EngineOptions:
 
     cache_dir: Path | None = None  # exported graphs and TensorRT engines (default ~/.cache/reenact)
     threads: int = 0  # CPU intra-op threads (0: every core this process may use)
+    keypoint_threads: int = 0  # ONNX Runtime CPU: the keypoint graph's own intra-op threads (0: as `threads`)
     torch_compile: bool = False  # torch.compile on CUDA (slow first frames, faster after); the CUDA-graph
     # engine then uses torch.compile(mode="reduce-overhead") instead of its own capture
     device_index: int = 0
@@ -156,7 +158,8 @@ def build_candidate(candidate: str, model: ReenactModel, options: EngineOptions)
         int8 = int8 and int8_passes_gate(model, folder, options)
         ort_options = OrtOptions(
             device="cuda" if candidate == "onnxruntime-cuda" else "cpu",
-            intra_op_threads=options.threads, quantized=int8, cuda_device_id=options.device_index,
+            intra_op_threads=options.threads, keypoint_threads=options.keypoint_threads, quantized=int8,
+            cuda_device_id=options.device_index,
         )
         return OnnxRuntimeEngine(folder, ort_options)
     raise EngineError(f"unknown engine candidate {candidate!r}")
@@ -246,6 +249,10 @@ class FallbackEngine(Engine):
     caller's SourceState object is updated in place, so an AnimationSession keeps working unchanged.
     `notice` holds a one-line, user-facing explanation of the last switch; `listeners` are called
     with it (from the thread that ran the failing call).
+
+    Two threads may call it at once (the pipelined driving loop detects keypoints beside `animate`):
+    a switch happens under a lock and only once per failed engine, so when both threads see the same
+    engine fail, the second one retries on the engine the first one switched to.
     """
 
     def __init__(
@@ -267,6 +274,7 @@ class FallbackEngine(Engine):
         self.listeners: list[Callable[[str], None]] = []
         self.failures: list[tuple[str, str]] = []
         self.exhausted: EngineError | None = None  # set once every engine has failed
+        self._switch_lock = threading.Lock()
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -282,6 +290,14 @@ class FallbackEngine(Engine):
 
     def describe(self) -> str:
         return self.active.describe()
+
+    def _switch_from(self, engine: Engine, exc: BaseException) -> None:
+        """Switch away from `engine`, which failed, unless another thread already did."""
+        with self._switch_lock:
+            if self.exhausted is not None:
+                raise self.exhausted from exc
+            if self.active is engine:
+                self._switch(exc)
 
     def _switch(self, exc: BaseException) -> None:
         failed = self.active.describe()
@@ -316,13 +332,14 @@ class FallbackEngine(Engine):
         if self.exhausted is not None:  # don't re-call a closed engine (and log a traceback) every frame
             raise self.exhausted
         while True:
+            engine = self.active
             try:
-                return getattr(self.active, method)(*args)
+                return getattr(engine, method)(*args)
             except EngineError:
                 raise
             except Exception as exc:  # CUDA OOM, runtime errors of any backend
-                log.exception("engine %s failed in %s", self.active.describe(), method)
-                self._switch(exc)
+                log.exception("engine %s failed in %s", engine.describe(), method)
+                self._switch_from(engine, exc)
                 args = tuple(self._refresh(a) for a in args)
 
     def _refresh(self, arg):
@@ -355,13 +372,14 @@ class FallbackEngine(Engine):
         if self.exhausted is not None:
             raise self.exhausted
         while True:
+            engine = self.active
             try:
-                return getattr(self.active, method)(view, kp_driving)
+                return getattr(engine, method)(view, kp_driving)
             except EngineError:
                 raise
             except Exception as exc:
-                log.exception("engine %s failed in animate", self.active.describe())
-                self._switch(exc)
+                log.exception("engine %s failed in animate", engine.describe())
+                self._switch_from(engine, exc)
                 self._refresh(source)
                 view = SourceState(
                     image=source.image, keypoints=source.keypoints,
