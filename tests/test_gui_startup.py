@@ -179,8 +179,7 @@ def test_only_the_ui_thread_writes_state_settings_and_lists(qtbot, isolated, che
         count = len(controller.avatars)
         controller.add_avatars([str(portrait)])
         qtbot.waitUntil(lambda: controller.idle() and len(controller.avatars) == count + 1, timeout=30000)
-        qtbot.wait(50)  # posted updates applied
-        added = controller.state.avatar_path
+        added = controller.state.avatar_path  # idle: the command's posted results are applied
         assert Path(added).name == "portrait.jpg" and not controller.thumbnails[added].isNull()
         assert controller.avatars[controller.state.avatar_index] == added
         controller.select_avatar(1)
@@ -192,7 +191,6 @@ def test_only_the_ui_thread_writes_state_settings_and_lists(qtbot, isolated, che
         controller.stop_recording()
         controller.stop_virtual_camera()
         qtbot.waitUntil(lambda: controller.idle() and not controller.state.recording, timeout=30000)
-        qtbot.wait(50)  # posted updates applied
         assert controller.state.avatar_index == 1 and settings.avatar == controller.avatars[1]
         assert controller.state.last_recording == str(isolated / "call.mp4") and not controller.state.vcam_on
         assert controller.state.engine_label and controller.state.source_kind == "video"

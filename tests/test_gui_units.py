@@ -206,6 +206,24 @@ def test_worker_bridge_reports_errors_and_stops(qtbot):
     assert not [t for t in threading.enumerate() if t.name == "reenact-gui-commands"]
 
 
+def test_ui_thread_runs_posted_work_in_order_and_counts_it(qtbot):
+    """What a worker thread posts runs on the UI thread, in order; `pending` says when it all ran (the
+    controller's idle() waits for it, so a finished command's results are visible)."""
+    from reenact_app.gui.services.ui import UiThread
+
+    ui = UiThread()
+    ran: list[tuple[int, str]] = []
+    worker = threading.Thread(target=lambda: [ui.post(lambda i=i: ran.append((i, threading.current_thread().name)))
+                                              for i in range(3)], name="worker")
+    worker.start()
+    worker.join()
+    assert ui.pending == 3 and ran == []  # queued, not run on the worker
+    qtbot.waitUntil(lambda: ui.pending == 0, timeout=2000)
+    assert ran == [(i, threading.main_thread().name) for i in range(3)]
+    ui.post(lambda: ran.append((3, threading.current_thread().name)))  # on the UI thread: at once
+    assert ran[-1] == (3, threading.main_thread().name) and ui.pending == 0
+
+
 def test_engine_fallback_notice_reaches_the_banner_once(qtbot, tmp_path, monkeypatch):
     """An engine that switched itself at run time (FallbackEngine: CUDA out of memory...) is reported once."""
     from reenact_app.gui.controller import AppController

@@ -89,8 +89,8 @@ class AppController(QObject):
     cameras = property(lambda self: self.sources.cameras)
 
     def idle(self) -> bool:
-        """No command queued or running (tests wait for this)."""
-        return self.bridge.pending == 0
+        """No command queued or running, and the results they posted applied (tests wait for this)."""
+        return self.bridge.pending == 0 and self._ui_thread.pending == 0
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self) -> None:

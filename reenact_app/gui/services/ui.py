@@ -34,17 +34,30 @@ class UiThread(QObject):
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
+        self._lock = threading.Lock()
+        self._pending = 0
         self._posted.connect(self._run, Qt.ConnectionType.QueuedConnection)
 
     def post(self, fn: Callable[[], None]) -> None:
         if on_ui_thread():
             fn()
-        else:
-            self._posted.emit(fn)
+            return
+        with self._lock:
+            self._pending += 1
+        self._posted.emit(fn)
 
-    @staticmethod
-    def _run(fn: Callable[[], None]) -> None:
-        fn()
+    @property
+    def pending(self) -> int:
+        """Posted callables not run yet (a command's results are applied when this is 0 after it)."""
+        with self._lock:
+            return self._pending
+
+    def _run(self, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        finally:
+            with self._lock:
+                self._pending -= 1
 
 
 @dataclass(frozen=True)
