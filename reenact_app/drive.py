@@ -8,7 +8,7 @@ The avatar is encoded once by the session. Two ways to spread that over threads 
 - pipelined: two stages, the first (decode, crop, keypoints, relative motion) in a background thread,
   the second (animate, and whatever the caller does with the frame: compose, encode) in the caller's;
   a bounded queue between them keeps the order and bounds memory. Throughput approaches 1 / the slower
-  stage instead of 1 / their sum; each frame is one frame later (docs/performance.md).
+  stage instead of 1 / their sum; each frame waits up to `depth` frames longer (docs/performance.md).
 Both give the same frames.
 """
 
@@ -84,7 +84,7 @@ def avatar_landmarks(crop: np.ndarray) -> np.ndarray | None:
 @dataclass(frozen=True)
 class DriveConfig:
     """How the offline loop spreads its stages over threads (module doc). The default is serial: on a
-    2-core CPU the pipelined loop measured no faster (docs/performance.md, "Two stages on two cores"),
+    2-core CPU the pipelined loop measured no faster (docs/performance.md, "paper-rt end to end on 2 cores"),
     since both cores are already busy ~85% of the time and pipelining adds no cores."""
 
     pipelined: bool = False

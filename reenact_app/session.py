@@ -75,7 +75,8 @@ class PreparedFrame:
 
 
 class AnimationSession:
-    """Drives one avatar with driving-frame crops. Not thread-safe: own it from one worker thread."""
+    """Drives one avatar with driving-frame crops. Not thread-safe: own it from one worker thread; the
+    one exception is `prepare` in one thread beside `render_prepared` in another (pipelined driving)."""
 
     def __init__(self, engine: Engine, settings: MotionSettings | None = None,
                  expression: ExpressionSettings | None = None, smoothing: OneEuroConfig | None = None):
@@ -179,8 +180,8 @@ class AnimationSession:
     def prepare(self, crop: np.ndarray, landmarks: np.ndarray | None = None,
                 timestamp: float | None = None) -> PreparedFrame:
         """The first half of `animate`: this frame's driving keypoints (as `driving_keypoints`), frozen
-        with what `render_prepared` needs. Prepare and render may run in two threads, one frame apart,
-        as long as each half is called from one thread and frames are rendered in order."""
+        with what `render_prepared` needs. Prepare and render may run in two threads, frames apart, as
+        long as each half is called from one thread and frames are rendered in the order prepared."""
         if self.source is None:
             raise RuntimeError("set_avatar() must be called before prepare()")
         kp = self.driving_keypoints(crop, landmarks, timestamp)

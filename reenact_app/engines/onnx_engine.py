@@ -32,7 +32,7 @@ class OrtOptions:
     device: str = "cpu"  # "cpu" or "cuda"
     intra_op_threads: int = 0
     # The keypoint graph's own intra-op threads (0: as intra_op_threads). The pipelined driving loop
-    # runs it beside `animate`, one thread each (docs/performance.md, "Two stages on two cores").
+    # runs it beside `animate` (docs/performance.md, "paper-rt end to end on 2 cores").
     keypoint_threads: int = 0
     inter_op_threads: int = 1
     graph_optimization: str = "all"
