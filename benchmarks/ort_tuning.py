@@ -27,7 +27,9 @@ VARIANTS = {
     "opt basic": OrtOptions(graph_optimization="basic"),
     "opt extended": OrtOptions(graph_optimization="extended"),
     "1 thread": OrtOptions(intra_op_threads=1),
+    "keypoints 1 thread, animate 2": OrtOptions(keypoint_threads=1),
     "spinning": OrtOptions(allow_spinning=True),
+    "1 thread, spinning": OrtOptions(intra_op_threads=1, allow_spinning=True),
     "no arena": OrtOptions(cpu_mem_arena=False),
 }
 
