@@ -1,14 +1,4 @@
-"""AvatarService: the avatar gallery (list and thumbnails) and the avatar in use.
-
-Threads:
-- UI thread: `avatars` (the gallery's list of paths) and `thumbnails` are written there only, each
-  replaced whole and never changed in place, so another thread may read the one it sees. `want` (a key
-  or click asked for an avatar) runs there.
-- command thread: face detection (`load`), importing files, decoding thumbnails; it owns `current` (the
-  prepared AvatarCrop the pipeline runs) and the picture without a face awaiting the user's answer. Its
-  new lists and thumbnails are posted to the UI thread. Avatars are named by path across threads, so a
-  list that changes meanwhile never makes an index point at another picture.
-"""
+"""The avatar gallery (list and thumbnails) and the avatar in use."""
 
 from __future__ import annotations
 
@@ -27,6 +17,18 @@ DEFAULT_AVATAR_SIZE = 256  # crop size before an engine says its own
 
 
 class AvatarService:
+    """The avatar gallery (list and thumbnails) and the avatar in use.
+
+    Threads:
+    - UI thread: `avatars` (the gallery's list of paths) and `thumbnails` are written there only, each
+      replaced whole and never changed in place, so another thread may read the one it sees. `want` (a key
+      or click asked for an avatar) runs there.
+    - command thread: face detection (`load`), importing files, decoding thumbnails; it owns `current` (the
+      prepared AvatarCrop the pipeline runs) and the picture without a face awaiting the user's answer. Its
+      new lists and thumbnails are posted to the UI thread. Avatars are named by path across threads, so a
+      list that changes meanwhile never makes an index point at another picture.
+    """
+
     def __init__(self, ui: UiPort, extra: list[str], *, model_size: Callable[[], int | None],
                  pipeline: Callable[[], object], on_list_changed: Callable[[], None]):
         self._ui = ui

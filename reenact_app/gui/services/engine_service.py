@@ -1,13 +1,4 @@
-"""EngineService: opens and switches the inference engine through the engines' facade.
-
-Threads:
-- command thread: `load` (checkpoint -> engine, the first-run ONNX export in a child process included)
-  is the only writer of `engine`, of the retired engines and of the model that last worked; other threads
-  only read `engine` (the pipeline runs it, the status bar describes it).
-- UI thread: `cancel` (the window closed: stops a running export) and `show_notice`, which keeps the
-  last fallback notice; the pipeline thread's notices are posted there.
-- `close` runs at shutdown, after the command thread has stopped.
-"""
+"""Opens and switches the inference engine through the engines' facade."""
 
 from __future__ import annotations
 
@@ -35,6 +26,17 @@ def model_label(settings: AppSettings) -> str:
 
 
 class EngineService:
+    """Opens and switches the inference engine through the engines' facade.
+
+    Threads:
+    - command thread: `load` (checkpoint -> engine, the first-run ONNX export in a child process included)
+      is the only writer of `engine`, of the retired engines and of the model that last worked; other threads
+      only read `engine` (the pipeline runs it, the status bar describes it).
+    - UI thread: `cancel` (the window closed: stops a running export) and `show_notice`, which keeps the
+      last fallback notice; the pipeline thread's notices are posted there.
+    - `close` runs at shutdown, after the command thread has stopped.
+    """
+
     def __init__(self, ui: UiPort, settings: Callable[[], AppSettings], pipeline: Callable[[], object],
                  busy_text: Callable[[], str]):
         self._ui = ui

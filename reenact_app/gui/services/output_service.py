@@ -1,14 +1,4 @@
-"""OutputService: the call's outputs, the virtual camera and the recording.
-
-Both are pipeline sinks wrapped in a GatedSink. Threads:
-- command thread: starts and stops them and is the only writer of the sinks in use: opening a device
-  or finishing an mp4 never runs on the UI thread, and a stop returns only when the device is released /
-  the file is complete.
-- UI thread: `check_failures` (housekeeping) sees a sink the pipeline dropped after an error; the
-  command thread lets go of it.
-- pipeline thread: writes frames into the sinks (through GatedSink, which a stop closes under its lock).
-- `vcam_backend`: set on the UI thread (tests pick the fake one), read by the command thread.
-"""
+"""The call's outputs, the virtual camera and the recording."""
 
 from __future__ import annotations
 
@@ -28,6 +18,18 @@ DEFAULT_OUTPUT_SIZE = (640, 480)
 
 
 class OutputService:
+    """The call's outputs, the virtual camera and the recording.
+
+    Both are pipeline sinks wrapped in a GatedSink. Threads:
+    - command thread: starts and stops them and is the only writer of the sinks in use: opening a device
+      or finishing an mp4 never runs on the UI thread, and a stop returns only when the device is released /
+      the file is complete.
+    - UI thread: `check_failures` (housekeeping) sees a sink the pipeline dropped after an error; the
+      command thread lets go of it.
+    - pipeline thread: writes frames into the sinks (through GatedSink, which a stop closes under its lock).
+    - `vcam_backend`: set on the UI thread (tests pick the fake one), read by the command thread.
+    """
+
     def __init__(self, ui: UiPort, settings: Callable[[], AppSettings], pipeline: Callable[[], object],
                  vcam_backend: str | None = None):
         self._ui = ui

@@ -1,14 +1,4 @@
-"""PipelineService: the LivePipeline behind the preview, and its frames on their way to the UI.
-
-Threads:
-- command thread: `start` builds and starts the pipeline once there is an engine, and `switch_source`
-  hands it a source opened there; it is the only writer of `pipeline` while the app runs (at shutdown
-  the UI thread stops it, after the command thread has been joined).
-- UI thread: control calls of the pipeline (calibrate, settings, re-detect): thread-safe, queued and
-  applied between two frames.
-- pipeline thread: `on_frame` converts each frame to QImages there, so the UI thread only paints, and
-  leaves it in the bridge's latest-frame slot.
-"""
+"""The LivePipeline behind the preview, and its frames on their way to the UI."""
 
 from __future__ import annotations
 
@@ -26,6 +16,18 @@ LANDMARK_STRIDE = 3  # the preview draws every third face-mesh landmark
 
 
 class PipelineService:
+    """The LivePipeline behind the preview, and its frames on their way to the UI.
+
+    Threads:
+    - command thread: `start` builds and starts the pipeline once there is an engine, and `switch_source`
+      hands it a source opened there; it is the only writer of `pipeline` while the app runs (at shutdown
+      the UI thread stops it, after the command thread has been joined).
+    - UI thread: control calls of the pipeline (calibrate, settings, re-detect): thread-safe, queued and
+      applied between two frames.
+    - pipeline thread: `on_frame` converts each frame to QImages there, so the UI thread only paints, and
+      leaves it in the bridge's latest-frame slot.
+    """
+
     def __init__(self, ui: UiPort, publish: Callable[[FramePacket], None], *, settings: Callable[[], AppSettings],
                  engine: Callable[[], object], avatar: Callable[[], object], open_source: Callable[..., object],
                  closing: Callable[[], bool]):

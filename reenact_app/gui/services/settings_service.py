@@ -1,9 +1,4 @@
-"""SettingsService: the AppSettings in use and their file.
-
-Threads: the UI thread owns `settings`: it is their only writer (user actions call `set`; the command
-thread's results arrive through `update`, which posts to the UI thread) and runs the save timer. Other
-threads only read fields.
-"""
+"""The AppSettings in use and their file."""
 
 from __future__ import annotations
 
@@ -21,6 +16,13 @@ SAVE_DELAY_MS = 500  # a slider drag saves once, after it stops
 
 
 class SettingsService:
+    """The AppSettings in use and their file.
+
+    Threads: the UI thread owns `settings`: it is their only writer (user actions call `set`; the command
+    thread's results arrive through `update`, which posts to the UI thread) and runs the save timer. Other
+    threads only read fields.
+    """
+
     def __init__(self, settings: AppSettings, *, persist: bool, post: Callable[[Callable[[], None]], None],
                  on_changed: Callable[[], None]):
         self.settings = settings

@@ -1,15 +1,4 @@
-"""SourceService: the driving sources: the camera list, opening a camera or a video file.
-
-Threads:
-- UI thread: `cameras` (what the source menu lists) is written there only, replaced whole; so is
-  `driving_override` (the --driving given at start, dropped once the user picks a source).
-- command thread: enumerating cameras (the list is posted to the UI thread) and opening sources, which
-  may take a second (a camera) and must not run between two frames of the pipeline. It keeps its own
-  copy of the last enumeration, so the first source never waits for the UI thread to apply the list;
-  a switch asked for on the UI thread brings the list the user saw.
-- `camera_factory` and the fixed camera list: set on the UI thread (tests inject fakes), read by the
-  command thread.
-"""
+"""The driving sources: the camera list, opening a camera or a video file."""
 
 from __future__ import annotations
 
@@ -32,6 +21,19 @@ def demo_clip() -> Path:
 
 
 class SourceService:
+    """The driving sources: the camera list, opening a camera or a video file.
+
+    Threads:
+    - UI thread: `cameras` (what the source menu lists) is written there only, replaced whole; so is
+      `driving_override` (the --driving given at start, dropped once the user picks a source).
+    - command thread: enumerating cameras (the list is posted to the UI thread) and opening sources, which
+      may take a second (a camera) and must not run between two frames of the pipeline. It keeps its own
+      copy of the last enumeration, so the first source never waits for the UI thread to apply the list;
+      a switch asked for on the UI thread brings the list the user saw.
+    - `camera_factory` and the fixed camera list: set on the UI thread (tests inject fakes), read by the
+      command thread.
+    """
+
     def __init__(self, ui: UiPort, *, driving: str | None, camera_factory=None, cameras: list | None = None):
         self._ui = ui
         self.driving_override = driving

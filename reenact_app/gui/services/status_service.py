@@ -1,11 +1,4 @@
-"""StatusService: what the status bar and the banners say about the running call.
-
-Threads: UI thread only. It takes the newest frame from the bridge's slot into AppState (fps, latency,
-face found) and runs a housekeeping pass (every second from a timer, so it also runs when no frame
-comes, and with the frames at most every STATUS_INTERVAL_S) that reads what the other threads
-publish: the pipeline's stats and messages, the source's status, the engine's description and fallback
-notice, sinks the pipeline dropped.
-"""
+"""What the status bar and the banners say about the running call."""
 
 from __future__ import annotations
 
@@ -28,6 +21,15 @@ HOUSEKEEPING_MS = 1000
 
 
 class StatusService:
+    """What the status bar and the banners say about the running call.
+
+    Threads: UI thread only. It takes the newest frame from the bridge's slot into AppState (fps, latency,
+    face found) and runs a housekeeping pass (every second from a timer, so it also runs when no frame
+    comes, and with the frames at most every STATUS_INTERVAL_S) that reads what the other threads
+    publish: the pipeline's stats and messages, the source's status, the engine's description and fallback
+    notice, sinks the pipeline dropped.
+    """
+
     def __init__(self, ui: UiPort, state: Callable[[], AppState], *, live: PipelineService, engines: EngineService,
                  outputs: OutputService, submit: Callable[..., None], on_frame: Callable[[object], None],
                  on_changed: Callable[[], None]):
