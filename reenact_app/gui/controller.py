@@ -1,15 +1,10 @@
 """AppController: the app's signals and every user action, with no widgets (tests drive it directly).
 
-A thin composition of services with one job and one owner each (gui/services/): settings, engine,
-avatars, sources, pipeline, outputs, status. The threads (docs/architecture.md, "Threads and processes"):
-- UI thread: this object, its signals, `state` and every user action. Cheap calls only (flags,
-  thread-safe pipeline setters); slow work is queued on the command thread. It is the only writer of
-  `state`, `settings`, the camera list, the avatar list and the thumbnails.
-- Command thread (`WorkerBridge`): model load / engine build, avatar face detection, opening cameras and
-  video files, starting sinks. One at a time, in order; errors become banner messages. It computes, then
-  posts its results to the UI thread (`UiThread.post`).
-- Pipeline thread (`LivePipeline`): capture, tracking, inference, sinks. Its frames reach the UI through
-  the bridge's latest-frame slot.
+A thin composition of services with one job and one owner each (gui/services/: settings, engine,
+avatars, sources, pipeline, outputs, status; each class says which thread owns what). User actions run
+on the UI thread, the only writer of `state` and `settings`; slow work goes to the command thread
+(`WorkerBridge`), which posts its results back (`UiThread.post`). docs/architecture.md, "Threads and
+processes", has every thread.
 """
 
 from __future__ import annotations
