@@ -21,6 +21,7 @@ SKIP = shutil.ignore_patterns(".git", ".hypothesis", "__pycache__", "*.egg-info"
 DATA = f"reenact-{__version__}.data/data/share/reenact/assets"
 ASSETS = ("weights/default.safetensors", "avatars/monalisa.jpg", "avatars/gogol.jpg", "driving/demo.mp4")
 PACKAGES = ("reenact_app/__init__.py", "reenact_app/cli.py", "reenact_app/images.py", "reenact_app/gui/__init__.py",
+            "reenact_app/gui/services/__init__.py", "reenact_app/gui/services/engine_service.py",
             "reenact_app/sinks/__init__.py", "reenact_app/engines/__init__.py", "reenact_app/commands/live.py",
             "models/__init__.py", "reenact_common/paths.py", "export/__init__.py", "training/__init__.py")
 
