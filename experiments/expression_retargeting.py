@@ -29,6 +29,7 @@ ARMS: dict[str, ExpressionSettings] = {
     "retargeting (default)": ExpressionSettings(),
     "retargeting, mouth by keypoints only": ExpressionSettings(mouth_image_gain=0.0),
     "retargeting, mouth in the picture only": ExpressionSettings(mouth_gain=0.0),
+    "retargeting, eyes shut at 0.3 of the open aspect": ExpressionSettings(eye_closed_ratio=0.3),
 }
 
 

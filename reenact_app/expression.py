@@ -40,6 +40,14 @@ INNER_CORNERS = (78, 308)
 CHIN, SUBNASALE = 152, 2
 # per brow, its upper edge from the outer to the inner end (image-left brow first)
 BROWS = ((70, 63, 105, 66, 107), (300, 293, 334, 296, 336))
+# an opening mouth drops the jaw: its width at the chin (in mouth half-widths) and the neck below the
+# chin over which the drop fades (in lower-lip-to-chin distances)
+JAW_WIDTH, JAW_NECK = 1.8, 0.8
+# the closing lid, in units of the eye's height: the lash line carried down whole (half-height), and
+# the band of lid skin above it that stretches over the eye (the crease above it stays)
+LID_MARGIN, LID_SKIN = 0.25, 0.4
+LID_SKIN_TONE = 0.85  # how far a fully shut lid takes on the skin colour below the eye
+LOWER_LID_RISE = 0.15  # where shut lids meet, as a share of the open eye's height above the lower lid
 
 
 @dataclass
@@ -58,7 +66,9 @@ class ExpressionSettings:
     mouth_image_gain: float = 1.0
     mouth_dead_zone: float = 0.02  # lip-gap changes below this (in inter-ocular distances) are noise
     eye_dead_zone: float = 0.12  # relative eye-aspect drops below this are noise
-    eye_closed_ratio: float = 0.3  # eye aspect at a full blink, relative to the neutral frame
+    # the face mesh's eye aspect at a full blink, relative to the open eye (measured cross-identity with
+    # the lids below: 0.5 follows blinks better than 0.3, docs/evaluation.md)
+    eye_closed_ratio: float = 0.5
     upper_lip_share: float = 0.3  # the jaw drops: the lower lip takes the larger part of the opening
     brow_dead_zone: float = 0.01  # brow-height changes below this (in inter-ocular distances) are noise
     eye_open_forget: float = 0.02  # per frame: how fast the remembered open-eye level follows the present
@@ -282,28 +292,49 @@ class _Patch:
 
 
 def close_eye(image: np.ndarray, eye: EyeShape, closure: float, to_image: np.ndarray) -> np.ndarray:
-    """Lower the upper lid of `eye` by `closure` (0 open as at rest, 1 shut), in place of a copy.
+    """Close `eye` by `closure` (0 open as at rest, 1 shut), in place of a copy.
 
-    `to_image` maps the avatar crop's pixels to `image`'s (a 2x3 similarity). Inside the eye, rows
-    above the moved lid sample the lid skin stretched down from above; rows below it are untouched, so
-    the lid's edge stays sharp and the warp is the identity at the corners and above the crease."""
-    skin = 1.5 * (eye.upper - eye.lower)  # the lid and crease above the eye that is stretched over it
-    patch = _Patch.around(image, to_image, eye.centre, eye.x_axis, eye.y_axis, eye.half_width, eye.upper + skin)
+    `to_image` maps the avatar crop's pixels to `image`'s (a 2x3 similarity). As real lids do: the upper
+    lid's margin (its lash line) travels down, the lower lid rises a little to meet it, and the band of
+    lid skin beyond each margin stretches to follow; the crease and brow above stay where they are, and
+    the newly covered lid takes on the skin's colour (a shut lid catches the light). Stretching the whole
+    lid and crease over the eye instead draws a second, eye-like dark line across a shut eye, which dlib
+    still reads as open. The warp is the identity at the corners."""
+    height = eye.upper - eye.lower
+    patch = _Patch.around(image, to_image, eye.centre, eye.x_axis, eye.y_axis, eye.half_width, eye.upper + height)
     if closure <= 0.0 or patch is None:
         return image
-    k = patch.scale
-    w, up, low, skin = eye.half_width * k, eye.upper * k, eye.lower * k, skin * k
+    k, v, c = patch.scale, patch.v, min(closure, 1.0)
+    w, up, low, h = eye.half_width * k, eye.upper * k, eye.lower * k, height * k
+    margin = max(LID_MARGIN * h, 1.0)  # half-height of a lash line carried whole
+    band = LID_SKIN * h  # lid skin beyond each margin that stretches over the eye
     profile = np.clip(1.0 - (patch.u / w) ** 2, 0.0, 1.0)
-    lid = up * profile
-    lid_low = low * profile
-    # a shut lid tucks a little past the lower lid's edge (and past the pixel that holds it)
-    new_lid = lid - min(closure, 1.0) * (lid - lid_low + (0.1 * (up - low) + 1.0) * profile)
-    top = lid + skin * profile
-    span = np.maximum(top - new_lid, 1e-3)
-    stretched = lid + (patch.v - new_lid) * (top - lid) / span
-    inside = (patch.v >= new_lid) & (patch.v < top) & (profile > 0)
-    dv = np.where(inside, stretched - patch.v, 0.0)
-    return patch.pasted(image, patch.sample_shifted(image, dv))
+    lid, lower_lid = up * profile, low * profile
+    meet = lower_lid + LOWER_LID_RISE * (lid - lower_lid)
+    drop = c * (lid - meet + (0.05 * h + 0.5) * profile)  # a shut upper lid tucks just past the lower one
+    rise = c * (meet - lower_lid)
+    new_lid, new_lower = lid - drop, lower_lid + rise
+    top, bottom = lid + margin + band, lower_lid - margin - band
+    on_margin = (v >= new_lid - margin) & (v <= new_lid + margin)
+    on_lid = (v > new_lid + margin) & (v < top)
+    on_lower_margin = (v >= new_lower - margin) & (v <= new_lower + margin)
+    on_lower_lid = (v < new_lower - margin) & (v > bottom)
+    stretch = lambda at, new, fixed: at + (v - new) * (fixed - at) / np.where(np.abs(fixed - new) > 1e-3, fixed - new, 1e-3)  # noqa: E731
+    source = np.select(
+        [on_margin, on_lid, on_lower_margin, on_lower_lid],
+        [v + drop, stretch(lid + margin, new_lid + margin, top), v - rise,
+         stretch(lower_lid - margin, new_lower - margin, bottom)], v)
+    # a slightly blurred displacement draws the lash line smooth instead of stepped at the pixel grid
+    dv = cv2.GaussianBlur(np.where(profile > 0, source - v, 0.0).astype(np.float32), (0, 0), 0.7)
+    region = patch.sample_shifted(image, dv).astype(np.float32)
+    x0, y0, x1, y1 = patch.box
+    cheek = (np.abs(patch.u) < 0.5 * w) & (v < low - 0.5 * h) & (v > low - 1.0 * h)
+    if cheek.any():
+        skin = np.median(image[y0:y1, x0:x1][cheek].astype(np.float32), 0)
+        fade = np.clip((top - v) / np.maximum(top - lid - margin, 1e-3), 0.0, 1.0)
+        weight = LID_SKIN_TONE * c * np.where(on_lid & (profile > 0), fade, 0.0)[..., None]
+        region = region * (1.0 - weight) + skin * weight
+    return patch.pasted(image, np.clip(region + 0.5, 0, 255).astype(image.dtype))
 
 
 def lift_brow(image: np.ndarray, brow: BrowShape, lift: float, to_image: np.ndarray) -> np.ndarray:
@@ -325,20 +356,25 @@ def open_mouth(image: np.ndarray, mouth: MouthShape, gap: float, to_image: np.nd
     """Part the avatar's lips by `gap` avatar-crop pixels at their centre: the lower lip and jaw move
     down (stretching towards the chin), the upper lip up (towards the nose), each along a lens that is
     zero at the corners, and the opening between them shows the mouth's dark inside."""
-    patch = _Patch.around(image, to_image, mouth.centre, mouth.x_axis, mouth.y_axis, 1.1 * mouth.half_width,
-                          max(mouth.nose, -mouth.chin))
+    neck = JAW_NECK * (mouth.lower - mouth.chin)  # below the chin, over which the jaw's drop fades out
+    patch = _Patch.around(image, to_image, mouth.centre, mouth.x_axis, mouth.y_axis, JAW_WIDTH * mouth.half_width,
+                          max(mouth.nose, neck - mouth.chin + 2.0 * gap))
     if gap <= 0.0 or patch is None:
         return image
-    k, v = patch.scale, patch.v
+    k, u, v = patch.scale, patch.u, patch.v
     w = 1.1 * mouth.half_width * k
-    upper, lower, chin, nose = (x * k for x in (mouth.upper, mouth.lower, mouth.chin, mouth.nose))
+    upper, lower, chin, nose, neck = (x * k for x in (mouth.upper, mouth.lower, mouth.chin, mouth.nose, neck))
     d_up, d_low = upper_share * gap * k, (1.0 - upper_share) * gap * k
-    lens = np.clip(1.0 - (patch.u / w) ** 2, 0.0, 1.0)
+    lens = np.clip(1.0 - (u / w) ** 2, 0.0, 1.0)
     new_upper = (upper + d_up) * lens
     new_lower = (lower - d_low) * lens
-    fall_low = np.clip((v - chin) / np.maximum(new_lower - chin, 1e-3), 0.0, 1.0)
+    # the jaw drops whole: lower lip and chin move down together, the jaw widening from the mouth's lens
+    # at the lip to JAW_WIDTH at the chin, and the drop fades out over the neck below the dropped chin
+    depth = np.clip((lower - v) / max(lower - chin, 1e-3), 0.0, 1.0)
+    jaw_w = w * (1.0 + (JAW_WIDTH / 1.1 - 1.0) * depth)
+    jaw = np.clip(1.0 - (u / jaw_w) ** 2, 0.0, 1.0) * np.clip(1.0 - (chin - d_low - v) / max(neck, 1e-3), 0.0, 1.0)
     fall_up = np.clip((nose - v) / np.maximum(nose - new_upper, 1e-3), 0.0, 1.0)
-    dv = np.where(v <= new_lower, d_low * lens * fall_low, 0.0) - np.where(v >= new_upper, d_up * lens * fall_up, 0.0)
+    dv = np.where(v <= new_lower, d_low * jaw, 0.0) - np.where(v >= new_upper, d_up * lens * fall_up, 0.0)
     region = patch.sample_shifted(image, dv).astype(np.float32)
     # inside: upper teeth under the upper lip once the mouth is open enough, then the dark mouth (the
     # lips' colour, darkened), antialiased at the lips

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from reenact_app.expression import (
-    AvatarFace, BrowShape, ExpressionRetargeter, ExpressionSettings, Openness, close_eye, fit_similarity, lift_brow,
-    open_mouth,
+    JAW_NECK, AvatarFace, BrowShape, ExpressionRetargeter, ExpressionSettings, MouthShape, Openness, close_eye,
+    fit_similarity, lift_brow, open_mouth,
 )
 from reenact_common.errors import ConfigError
 
@@ -87,7 +87,10 @@ def test_lid_warp_is_identity_when_open_and_covers_the_eye_when_shut(avatar):
     assert np.array_equal(close_eye(image, eye, 0.0, identity), image)
     dark = (image.sum(-1) == 0).sum()
     shut = close_eye(image, eye, 1.0, identity)
-    assert (shut.sum(-1) < 60).sum() < 0.1 * dark  # the eye is covered by the skin above it
+    # the eye is covered by lid skin down to a thin lash line (at most a few pixels in any column)
+    shut_dark = shut.sum(-1) < 60
+    assert shut_dark.sum() < 0.4 * dark
+    assert shut_dark.sum(0).max() <= max(3, 0.5 * (eye.upper - eye.lower))
     half = close_eye(image, eye, 0.5, identity)
     assert 0.2 * dark < (half.sum(-1) < 60).sum() < 0.8 * dark
     # nothing moves far from the eye
@@ -106,7 +109,7 @@ def test_lid_warp_follows_the_head(avatar):
     seen = cv2.warpAffine(image, moved, (256, 256), borderMode=cv2.BORDER_REPLICATE)
     dark = (seen.sum(-1) < 60).sum()
     shut = close_eye(seen, eye, 1.0, moved)
-    assert (shut.sum(-1) < 60).sum() < 0.15 * dark
+    assert (shut.sum(-1) < 60).sum() < 0.4 * dark
 
 
 def test_brow_lift_moves_the_brow_by_the_lift_and_nothing_far_away():
@@ -133,9 +136,10 @@ def test_mouth_opening_draws_a_dark_inside_between_parted_lips(avatar):
     opened = open_mouth(crop, m, 0.3 * face.iod_px, identity)
     below_centre = np.round(m.centre - 0.1 * face.iod_px * m.y_axis).astype(int)  # just under the lip line
     assert opened[below_centre[1], below_centre[0]].mean() < 0.6 * crop[below_centre[1], below_centre[0]].mean()
-    # the eyes and everything beyond the chin are untouched
-    chin = int(m.centre[1] - m.chin) + 3
-    assert np.array_equal(opened[chin:], crop[chin:])
+    # the eyes and everything below the neck under the chin are untouched
+    drop = (1.0 - ExpressionSettings().upper_lip_share) * 0.3 * face.iod_px  # the jaw's drop
+    neck = int(m.centre[1] - m.chin + drop + JAW_NECK * (m.lower - m.chin)) + 3
+    assert np.array_equal(opened[neck:], crop[neck:])
     eye_row = int(face.eyes[0].centre[1])
     assert np.array_equal(opened[: eye_row + 5], crop[: eye_row + 5])
 
@@ -192,8 +196,10 @@ def test_open_mouth_parts_the_lips_and_blink_closes_the_eyes(engine, avatar, dri
     b = driver[BLINK]
     plain = sessions[0.0].animate(b.crop, b.landmarks)
     shut = sessions[1.0].animate(b.crop, b.landmarks)
-    eye_rows = slice(int(face.eyes[0].centre[1]) - 12, int(face.eyes[0].centre[1]) + 12)
-    assert np.abs(plain[eye_rows].astype(int) - shut[eye_rows]).mean() > 2.0
+    for eye in face.eyes:  # each eye's box changes visibly (the lid comes down over it)
+        (cx, cy), r = eye.centre.astype(int), int(eye.half_width)
+        box = (slice(cy - r // 2, cy + r // 2), slice(cx - r, cx + r))
+        assert np.abs(plain[box].astype(int) - shut[box]).mean() > 8.0
     assert sessions[1.0].expression.ready()
 
 
@@ -228,3 +234,44 @@ def test_retargeter_without_reference_waits_for_one(avatar):
     r.set_avatar(avatar[1], np.zeros((10, 2), np.float32), 256)
     value = np.zeros((10, 2), np.float32)
     assert r.adjust_keypoints(value, avatar[1]) is value
+
+
+def test_an_opening_mouth_drops_the_jaw_with_the_lower_lip():
+    """The chin moves down by the lower lip's share of the gap (a jaw drops whole; a chin that stays
+    while the lip moves would squash the lower face, and the face would seem to nod)."""
+    image = np.full((256, 256, 3), 200, np.uint8)
+    image[199:201, 100:156] = 0  # a dark chin line, centre row 199.5
+    mouth = MouthShape(np.array([128.0, 150.0]), np.array([1.0, 0.0]), np.array([0.0, -1.0]), 25.0,
+                       0.0, 0.0, -49.5, 25.0, (40.0, 18.0, 18.0))
+    identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    gap, upper_share = 20.0, 0.3
+    opened = open_mouth(image, mouth, gap, identity, upper_share)
+    dark_rows = np.flatnonzero(opened[180:, 128, 0] < 100) + 180  # below the mouth's dark inside
+    assert abs(dark_rows.mean() - (199.5 + (1.0 - upper_share) * gap)) < 1.0
+
+
+@pytest.fixture(scope="module")
+def faces():
+    from training.metrics import load_face_models
+
+    return load_face_models()
+
+
+def test_shut_lids_read_as_closed_by_an_independent_landmarker(faces, clips_dir: Path):
+    """dlib (not the face mesh that drives the lids) reads each default avatar's eyes as less open when
+    the lids are lowered most of the way, and clearly less open on average."""
+    from reenact_app.cross_eval import _load_avatar, default_avatar_paths
+    from training.expression_metrics import observe_sequence
+
+    identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    opened, lowered = [], []
+    for path in default_avatar_paths():
+        avatar = _load_avatar(path, 256, faces)
+        face = AvatarFace.measure(avatar.mesh, np.zeros((10, 2)), 256, avatar.crop)
+        shut = avatar.crop
+        for eye in face.eyes:
+            shut = close_eye(shut, eye, 0.6, identity)
+        opened.append(avatar.track.features["eyes"][0])
+        lowered.append(observe_sequence(faces, [shut], fallback_box=avatar.box).features["eyes"][0])
+    assert all(b < a for a, b in zip(opened, lowered)), (opened, lowered)
+    assert np.mean(lowered) < 0.8 * np.mean(opened)
