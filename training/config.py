@@ -48,6 +48,10 @@ class TeacherConfig:
     keypoint_anneal_steps: int = 3000
     motion_weight: float = 10.0
     motion_landmarks: str = "all"  # "all" (478) or "mesh" (first 468, no irises)
+    # Jacobians taught by local affine fits of each keypoint landmark's mesh neighbourhood
+    # (training/local_affine.py); 0 = off. Neighbourhoods: the landmark and its nearest mesh points.
+    jacobian_weight: float = 0.0
+    jacobian_neighbours: int = 10
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,9 @@ class TrainConfig:
             )
         if any(not 0 <= i < 478 for i in self.teacher.landmark_indices):
             raise ConfigError("teacher.landmark_indices must be mediapipe mesh indices in 0..477")
+        if self.teacher.jacobian_weight < 0 or not 3 <= self.teacher.jacobian_neighbours <= 64:
+            raise ConfigError("teacher.jacobian_weight must be >= 0 and teacher.jacobian_neighbours in 3..64 "
+                              "(an affine fit needs at least 3 points)")
         if len(self.loss.face_perceptual) > FACE_MESH_TAPS:
             raise ConfigError(f"loss.face_perceptual takes at most {FACE_MESH_TAPS} weights "
                               "(the face-mesh network's 96/48/24/12 px taps)")

@@ -27,6 +27,9 @@ from reenact_common.errors import CheckpointError, ConfigError
 from training.config import TrainConfig, save_train_config
 from training.dataset import PairDataset, StepSampler, keypoint_targets
 from training.losses import RandomTPS, ReconstructionLoss, VGG19Features, equivariance_losses
+from training.keypoint_growth import grow_keypoints, nearest_parents
+from training.local_affine import (canonical_mesh, jacobian_landmark_loss, local_affine_targets,
+                                   mirrored_neighbourhoods, neighbourhoods)
 from training.teacher import keypoint_landmark_loss, keypoint_weight, motion_loss
 
 log = logging.getLogger(__name__)
@@ -35,11 +38,17 @@ log = logging.getLogger(__name__)
 class TrainingModel(nn.Module):
     """Keypoint detector + generator + losses in one module, so DDP wraps one forward per step."""
 
-    def __init__(self, kp_detector: nn.Module, generator: nn.Module, config: TrainConfig, vgg: VGG19Features | None):
+    def __init__(self, kp_detector: nn.Module, generator: nn.Module, config: TrainConfig, vgg: VGG19Features | None,
+                 neighbourhoods: tuple[torch.Tensor, torch.Tensor] | None = None):
         super().__init__()
         self.kp_detector = kp_detector
         self.generator = generator
         self.config = config
+        # (K, n) mesh indices per keypoint, plain and for flipped samples: the jacobian term's fits
+        self.has_neighbourhoods = neighbourhoods is not None
+        if neighbourhoods is not None:
+            self.register_buffer("neighbourhoods", neighbourhoods[0].long(), persistent=False)
+            self.register_buffer("mirrored_neighbourhoods", neighbourhoods[1].long(), persistent=False)
         face = None
         if any(config.loss.face_perceptual):
             from training.face_features import FaceMeshFeatures
@@ -63,6 +72,12 @@ class TrainingModel(nn.Module):
                     targets = keypoint_targets(batch[f"{key}_landmarks"], teacher.landmark_indices, batch["flipped"])
                     term = term + keypoint_landmark_loss(kp["value"], targets, batch[f"{key}_found"])
                 losses["teacher_keypoints"] = weight * term / 2
+        if teacher.enabled and teacher.jacobian_weight and self.has_neighbourhoods and "jacobian" in kp_source:
+            targets, valid = local_affine_targets(batch["driving_landmarks"], batch["source_landmarks"],
+                                                  self.neighbourhoods, self.mirrored_neighbourhoods, batch["flipped"])
+            found = batch["source_found"] & batch["driving_found"]
+            losses["teacher_jacobians"] = teacher.jacobian_weight * jacobian_landmark_loss(
+                kp_source["jacobian"], kp_driving["jacobian"], targets, valid, found)
         if warm:
             return losses, extras
 
@@ -427,6 +442,8 @@ class _TrainingRun:
         if init:
             # The warped-source blend has no weights: a file with it on or off initialises a run either way.
             source = load_checkpoint(init).set_warped_source_blend(model_config.generator.warped_source_blend)
+            if source.config != model_config and self._can_grow(source.config):
+                source = self._grow(source, init)
             if source.config != model_config:
                 raise ConfigError(f"--init {init} was trained with another model config than preset {config.preset!r}")
             model.kp_detector.load_state_dict(source.kp_detector.state_dict())
@@ -435,10 +452,49 @@ class _TrainingRun:
         if vgg is None and config.loss.l1 == 0 and config.loss.ssim == 0 and config.loss.gradient == 0:
             log.warning("no --vgg19-weights: the perceptual loss is off, using pyramid L1 + SSIM + gradients instead")
             self.config = config = config.replace(loss=dataclasses.replace(config.loss, l1=10.0, ssim=5.0, gradient=5.0))
-        self.tm = TrainingModel(model.kp_detector, model.generator, config, vgg).to(self.dev)
+        self.tm = TrainingModel(model.kp_detector, model.generator, config, vgg, self._neighbourhoods()).to(self.dev)
         self.tm.train()
         if vgg is not None:
             vgg.eval()
+
+    def _canonical(self):
+        """The data's median face mesh (computed once; None without landmarks)."""
+        if not hasattr(self, "_canonical_mesh"):
+            self._canonical_mesh = canonical_mesh(self.data, self.config.image_size)
+        return self._canonical_mesh
+
+    def _can_grow(self, init_config) -> bool:
+        """--init weights that differ from this run's model only by having fewer keypoints."""
+        model_config = self.model_config
+        return (init_config.num_kp < model_config.num_kp
+                and init_config.replace(num_kp=model_config.num_kp) == model_config)
+
+    def _grow(self, source, init):
+        """--init weights with fewer keypoints: the extra ones split off their nearest old keypoint (by the
+        teacher's landmarks on the data's median mesh); the first K landmarks must be the old keypoints'."""
+        indices = self.config.teacher.landmark_indices
+        old_k = source.config.num_kp
+        canonical = self._canonical()
+        if canonical is None or not self.config.teacher.enabled:
+            raise ConfigError(f"--init {init} has {old_k} keypoints and the run {self.model_config.num_kp}: growing "
+                              "them needs the teacher's landmarks (teacher on, data prepared with landmarks)")
+        parents = nearest_parents(canonical, indices[:old_k], indices[old_k:])
+        log.info("--init %s: %d -> %d keypoints, the new ones start as copies of keypoints %s", init, old_k,
+                 self.model_config.num_kp, parents)
+        return grow_keypoints(source, self.model_config.num_kp, parents)
+
+    def _neighbourhoods(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Mesh neighbourhoods for the jacobian term, when it is on and the data has landmarks."""
+        teacher = self.config.teacher
+        if not (teacher.enabled and teacher.jacobian_weight):
+            return None
+        canonical = self._canonical()
+        if canonical is None:
+            log.warning("no landmarks in %s: the jacobian term is off", self.data)
+            return None
+        size = teacher.jacobian_neighbours
+        return (torch.from_numpy(neighbourhoods(canonical, teacher.landmark_indices, size)),
+                torch.from_numpy(mirrored_neighbourhoods(canonical, teacher.landmark_indices, size)))
 
     def build_optimiser(self) -> None:
         """Adam over the model (not the fixed loss networks), the step LR schedule, the adversary if any."""

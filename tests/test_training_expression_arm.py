@@ -1,0 +1,198 @@
+"""Expression arm of training: keypoints grown from the shipped weights, jacobians taught by local affine
+fits of face-mesh neighbourhoods, and the arm's config running end to end (init, checkpoint, resume)."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from training.config import TeacherConfig, load_train_config
+from training.dataset import MIRROR
+from training.keypoint_growth import grow_keypoints, nearest_parents
+from training.local_affine import (fit_local_affines, jacobian_landmark_loss, local_affine_targets,
+                                   mirrored_neighbourhoods, neighbourhoods, relative_jacobians)
+from training.teacher import keypoint_weight
+
+REPO = Path(__file__).resolve().parent.parent
+CLIP = "AliaksandrSiarohin+first-order-model/demo_old/08.mp4"  # 256 x 256, one face; blinks at frame 140
+OPEN, BLINK = 130, 140
+SHIPPED_ANCHORS = (33, 263, 105, 334, 1, 61, 291, 13, 14, 152)
+LIDS = (159, 145, 386, 374)
+
+
+@pytest.fixture(scope="module")
+def frames_and_landmarks(clips_dir: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Frames 0, OPEN and BLINK (RGB uint8) and their mediapipe meshes in [-1, 1] (478, 2)."""
+    import cv2
+    import mediapipe as mp
+
+    from training.dataset import pixels_to_grid
+
+    capture = cv2.VideoCapture(str(clips_dir / CLIP))
+    frames = []
+    for index in range(BLINK + 1):
+        ok, frame = capture.read()
+        assert ok, f"{CLIP} ended at frame {index}"
+        if index in (0, OPEN, BLINK):
+            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    capture.release()
+    meshes = []
+    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True) as mesh:
+        for frame in frames:
+            points = mesh.process(frame).multi_face_landmarks[0].landmark
+            pixels = np.array([(p.x, p.y) for p in points], np.float32) * frame.shape[1]
+            meshes.append(pixels_to_grid(pixels, frame.shape[1], frame.shape[1]))
+    return frames, meshes
+
+
+# ------------------------------------------------------------------------------------------- growth
+def test_lid_keypoints_split_off_the_eye_keypoints_on_a_real_face(frames_and_landmarks) -> None:
+    _, meshes = frames_and_landmarks
+    parents = nearest_parents(meshes[0], SHIPPED_ANCHORS, LIDS)
+    assert parents == [0, 0, 1, 1]  # 159/145 from 33 (same eye), 386/374 from 263
+
+
+def test_grown_shipped_model_keeps_its_keypoints_and_output_on_a_real_frame(frames_and_landmarks, tmp_path) -> None:
+    from models import load_checkpoint, save_checkpoint
+
+    frames, _ = frames_and_landmarks
+    source, driving = (torch.from_numpy(f.astype(np.float32) / 255).permute(2, 0, 1)[None] for f in frames[:2])
+    shipped = load_checkpoint(REPO / "assets" / "weights" / "default.safetensors").eval()
+    grown = grow_keypoints(shipped, 14, [0, 0, 1, 1]).eval()
+    path = save_checkpoint(grown, tmp_path / "grown.safetensors")
+    reloaded = load_checkpoint(path).eval()  # shapes of every grown weight load strictly
+    assert reloaded.config.num_kp == 14 and reloaded.config.replace(num_kp=10) == shipped.config
+    with torch.no_grad():
+        old_s, old_d = shipped.kp_detector(source), shipped.kp_detector(driving)
+        new_s, new_d = reloaded.kp_detector(source), reloaded.kp_detector(driving)
+        for old, new in ((old_s, new_s), (old_d, new_d)):
+            for key in ("value", "jacobian"):
+                torch.testing.assert_close(new[key][:, :10], old[key], rtol=0, atol=1e-6)
+                torch.testing.assert_close(new[key][:, 10:], old[key][:, [0, 0, 1, 1]], rtol=0, atol=1e-6)
+        before = shipped.generator(source, kp_driving=old_d, kp_source=old_s)
+        after = reloaded.generator(source, kp_driving=new_d, kp_source=new_s)
+    # The flow and occlusion are the shipped model's (only the spatial attention's channel mean moves a little)
+    assert (after["deformation"] - before["deformation"]).abs().max() < 2e-3
+    for a, b in zip(after["occlusion_map"], before["occlusion_map"]):
+        assert (a - b).abs().max() < 1e-4
+    assert (after["prediction"] - before["prediction"]).abs().mean() < 2e-4
+    # keypoint 0's mask share is split between it and its two copies (mask channel 0 is the background)
+    before_mask, after_mask = before["mask"], after["mask"]
+    assert (after_mask[:, 1] + after_mask[:, 11] + after_mask[:, 12] - before_mask[:, 1]).abs().max() < 5e-3
+    assert (after_mask[:, 11] - after_mask[:, 1]).abs().max() < 5e-3 and after_mask[:, 11].max() > 0.05
+    assert (after_mask[:, 3:11] - before_mask[:, 3:11]).abs().max() < 5e-3
+
+
+def test_growing_checks_its_parents() -> None:
+    from models import build_model
+    from reenact_common.errors import ConfigError
+
+    model = build_model("paper-rt")
+    with pytest.raises(ConfigError, match="parents"):
+        grow_keypoints(model, 12, [0])
+    with pytest.raises(ConfigError, match="old keypoints"):
+        grow_keypoints(model, 11, [10])
+
+
+# ------------------------------------------------------------------------------------------- local affines
+def _random_affine(generator: torch.Generator) -> torch.Tensor:
+    angle = float(torch.rand(1, generator=generator)) * 2 - 1
+    rotation = torch.tensor([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    return rotation @ torch.diag(torch.rand(2, generator=generator) + 0.5) @ torch.tensor([[1.0, 0.3], [0.0, 1.0]])
+
+
+def test_fit_recovers_an_exact_affine_and_the_loss_scores_jacobians() -> None:
+    generator = torch.Generator().manual_seed(0)
+    b, k = 3, 5
+    driving = torch.rand(b, 478, 2, generator=generator) * 1.6 - 0.8
+    affines = torch.stack([_random_affine(generator) for _ in range(b)])  # one map per sample
+    shift = torch.rand(b, 1, 2, generator=generator) * 0.2
+    source = driving @ affines.transpose(-1, -2) + shift  # source = A driving + t, every landmark
+    canonical = driving[0].numpy()
+    anchors = (33, 263, 1, 13, 152)
+    plain = torch.from_numpy(neighbourhoods(canonical, anchors, 10))
+    mirrored = torch.from_numpy(mirrored_neighbourhoods(canonical, anchors, 10))
+    assert plain.shape == (k, 10) and all(plain[i, 0] == a for i, a in enumerate(anchors))
+    assert mirrored[0, 0] == MIRROR[33] and mirrored[2, 0] == 1
+    targets, valid = local_affine_targets(driving, source, plain, mirrored, torch.tensor([False, True, False]))
+    assert valid.all()
+    torch.testing.assert_close(targets, affines.view(b, 1, 2, 2).expand(b, k, 2, 2), rtol=0, atol=1e-5)
+
+    j_driving = torch.stack([_random_affine(generator) for _ in range(b * k)]).view(b, k, 2, 2)
+    j_source = affines.view(b, 1, 2, 2) @ j_driving  # J_s inv(J_d) = A exactly
+    found = torch.ones(b, dtype=torch.bool)
+    exact = jacobian_landmark_loss(j_source, j_driving, targets, valid, found)
+    wrong = jacobian_landmark_loss(j_driving, j_driving, targets, valid, found)  # identity relative map
+    assert exact.item() < 1e-5 and wrong.item() > 0.1
+    expected = (torch.eye(2) - affines).abs().sum(dim=(-1, -2)).mean()
+    assert wrong.item() == pytest.approx(expected.item(), rel=1e-4)
+    assert jacobian_landmark_loss(j_driving, j_driving, targets, valid, torch.zeros(b, dtype=torch.bool)).item() == 0
+
+
+def test_collinear_neighbourhoods_are_not_fitted() -> None:
+    line = torch.linspace(-0.5, 0.5, 10).view(1, 10, 1).expand(1, 10, 2).contiguous()
+    affine, valid = fit_local_affines(line, line * 2)
+    assert not valid.any() and torch.isfinite(affine).all()
+
+
+def test_real_blink_squashes_the_lid_fits_and_not_the_nose(frames_and_landmarks) -> None:
+    _, meshes = frames_and_landmarks
+    anchors = (159, 145, 386, 374, 1, 152)
+    plain = torch.from_numpy(neighbourhoods(meshes[0], anchors, 10))
+    mirrored = torch.from_numpy(mirrored_neighbourhoods(meshes[0], anchors, 10))
+    opened, blink = (torch.from_numpy(m)[None] for m in meshes[1:])
+    same, valid_same = local_affine_targets(opened, opened, plain, mirrored, torch.tensor([False]))
+    assert valid_same.all()
+    torch.testing.assert_close(same, torch.eye(2).expand_as(same), rtol=0, atol=1e-5)
+    # driving = open eyes, source = the blink: the lids' vertical scale collapses, the nose and chin stay
+    fitted, valid = local_affine_targets(opened, blink, plain, mirrored, torch.tensor([False]))
+    assert valid.all() and torch.isfinite(fitted).all()
+    vertical = fitted[0, :, 1, 1]
+    # (an upper-lid centre's nearest mesh points mostly slide down together: less squash there than below)
+    assert int((vertical[:4] < 0.75).sum()) >= 3 and vertical[:4].mean() < 0.7, vertical
+    assert ((vertical[4:] > 0.85) & (vertical[4:] < 1.15)).all(), vertical
+    loss = jacobian_landmark_loss(torch.eye(2).expand(1, 6, 2, 2), torch.eye(2).expand(1, 6, 2, 2), fitted, valid,
+                                  torch.tensor([True]))
+    assert math.isfinite(loss.item()) and loss.item() > 0
+    torch.testing.assert_close(relative_jacobians(fitted, torch.eye(2).expand_as(fitted)), fitted)
+
+
+# ------------------------------------------------------------------------------------------- the arm's config
+def test_expression_config_holds_the_landmark_pull_and_adds_the_lids() -> None:
+    config = load_train_config(REPO / "configs" / "train" / "paper-rt-expression.yaml")
+    teacher = config.teacher
+    assert config.model_config().num_kp == 14 and teacher.landmark_indices == SHIPPED_ANCHORS + LIDS
+    assert keypoint_weight(teacher, 10**6) == keypoint_weight(teacher, teacher.warmup_steps) == 10.0
+    assert teacher.jacobian_weight > 0
+
+
+def test_expression_training_grows_init_weights_checkpoints_and_resumes(tmp_path: Path) -> None:
+    """The arm's recipe on the tiny model: --init with 10 keypoints grows to 14, the jacobian term trains,
+    a stopped run resumes to the same weights as a straight one."""
+    from models import build_model, load_checkpoint, save_checkpoint
+    from tests.test_training_trainer import make_synthetic_data, tiny_config
+    from training.trainer import TrainOptions, train
+
+    data = make_synthetic_data(tmp_path / "data")
+    teacher = TeacherConfig(landmark_indices=SHIPPED_ANCHORS + LIDS, warmup_steps=1, keypoint_weight_end=10.0,
+                            jacobian_weight=1.0)
+    config = tiny_config(teacher=teacher, max_steps=3, val_every=0)
+    config = config.replace(model_overrides={**config.model_overrides, "num_kp": 14})
+    torch.manual_seed(1)
+    init = save_checkpoint(build_model(tiny_config().model_config()), tmp_path / "ten.safetensors")
+    straight = train(config, data, tmp_path / "a", init=init, device="cpu")
+    train(config, data, tmp_path / "b", init=init, device="cpu", options=TrainOptions(stop_at_step=2))
+    resumed = train(config, data, tmp_path / "b", init=init, resume=True, device="cpu")
+    assert resumed["steps"] == 3
+    for key, value in straight["state"].items():
+        assert torch.equal(value, resumed["state"][key]), key
+    assert load_checkpoint(tmp_path / "a" / "final.safetensors").config.num_kp == 14
+    with open(tmp_path / "a" / "metrics.csv") as handle:
+        jacobian_terms = [float(r["value"]) for r in csv.DictReader(handle) if r["name"] == "teacher_jacobians"]
+    # translation-only synthetic motion: the fitted affines are the identity, the detector's jacobians leave it
+    assert len(jacobian_terms) == 3 and all(math.isfinite(v) for v in jacobian_terms) and max(jacobian_terms) > 0
