@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from training.config import TeacherConfig, load_train_config
-from training.dataset import MIRROR
+from training.cross_identity import landmark_motion_target, movement_scale, relative_keypoints
+from training.dataset import MIRROR, pixels_to_grid
 from training.keypoint_growth import grow_keypoints, nearest_parents
 from training.local_affine import (fit_local_affines, jacobian_landmark_loss, local_affine_targets,
                                    mirrored_neighbourhoods, neighbourhoods, relative_jacobians)
@@ -168,12 +169,12 @@ def test_expression_config_holds_the_landmark_pull_and_adds_the_lids() -> None:
     teacher = config.teacher
     assert config.model_config().num_kp == 14 and teacher.landmark_indices == SHIPPED_ANCHORS + LIDS
     assert keypoint_weight(teacher, 10**6) == keypoint_weight(teacher, teacher.warmup_steps) == 10.0
-    assert teacher.jacobian_weight > 0
+    assert teacher.jacobian_weight > 0 and config.cross_identity_share == 0.25
 
 
 def test_expression_training_grows_init_weights_checkpoints_and_resumes(tmp_path: Path) -> None:
-    """The arm's recipe on the tiny model: --init with 10 keypoints grows to 14, the jacobian term trains,
-    a stopped run resumes to the same weights as a straight one."""
+    """The arm's recipe on the tiny model: --init with 10 keypoints grows to 14, the jacobian term and
+    cross-identity pairs train, a stopped run resumes to the same weights as a straight one."""
     from models import build_model, load_checkpoint, save_checkpoint
     from tests.test_training_trainer import make_synthetic_data, tiny_config
     from training.trainer import TrainOptions, train
@@ -181,7 +182,7 @@ def test_expression_training_grows_init_weights_checkpoints_and_resumes(tmp_path
     data = make_synthetic_data(tmp_path / "data")
     teacher = TeacherConfig(landmark_indices=SHIPPED_ANCHORS + LIDS, warmup_steps=1, keypoint_weight_end=10.0,
                             jacobian_weight=1.0)
-    config = tiny_config(teacher=teacher, max_steps=3, val_every=0)
+    config = tiny_config(teacher=teacher, max_steps=3, val_every=0, cross_identity_share=0.5)
     config = config.replace(model_overrides={**config.model_overrides, "num_kp": 14})
     torch.manual_seed(1)
     init = save_checkpoint(build_model(tiny_config().model_config()), tmp_path / "ten.safetensors")
@@ -193,6 +194,73 @@ def test_expression_training_grows_init_weights_checkpoints_and_resumes(tmp_path
         assert torch.equal(value, resumed["state"][key]), key
     assert load_checkpoint(tmp_path / "a" / "final.safetensors").config.num_kp == 14
     with open(tmp_path / "a" / "metrics.csv") as handle:
-        jacobian_terms = [float(r["value"]) for r in csv.DictReader(handle) if r["name"] == "teacher_jacobians"]
+        rows = list(csv.DictReader(handle))
+    jacobian_terms = [float(r["value"]) for r in rows if r["name"] == "teacher_jacobians"]
+    assert all(math.isfinite(float(r["value"])) for r in rows if r["name"] == "teacher_motion")
     # translation-only synthetic motion: the fitted affines are the identity, the detector's jacobians leave it
     assert len(jacobian_terms) == 3 and all(math.isfinite(v) for v in jacobian_terms) and max(jacobian_terms) > 0
+
+
+# ------------------------------------------------------------------------------------------- cross-identity pairs
+def test_relative_motion_from_the_source_itself_is_the_absolute_motion() -> None:
+    generator = torch.Generator().manual_seed(3)
+    kp = [{"value": torch.rand(2, 4, 2, generator=generator) * 2 - 1,
+           "jacobian": torch.stack([_random_affine(generator) for _ in range(8)]).view(2, 4, 2, 2)} for _ in range(3)]
+    source, driving, neutral = kp
+    same = relative_keypoints(source, driving, source, torch.ones(2))
+    torch.testing.assert_close(same["value"], driving["value"])
+    torch.testing.assert_close(same["jacobian"], driving["jacobian"], rtol=1e-5, atol=1e-5)
+    moved = relative_keypoints(source, driving, neutral, torch.tensor([2.0, 0.5]))
+    expected = source["value"] + torch.tensor([2.0, 0.5]).view(2, 1, 1) * (driving["value"] - neutral["value"])
+    torch.testing.assert_close(moved["value"], expected)
+    # the generator's local map J_s inv(J_relative) is the driver's J_n inv(J_d), whatever the source
+    local = relative_jacobians(source["jacobian"], moved["jacobian"])
+    torch.testing.assert_close(local, relative_jacobians(neutral["jacobian"], driving["jacobian"]), rtol=1e-4, atol=1e-4)
+
+
+def test_landmark_target_moves_the_source_by_the_drivers_scaled_motion(frames_and_landmarks) -> None:
+    """Real meshes: the driver (this clip) blinks between its open frame (neutral) and the blink; a source
+    face twice as large (the same mesh scaled about its centre) must close its lids twice as far."""
+    _, meshes = frames_and_landmarks
+    neutral, driving = (torch.from_numpy(m)[None] for m in meshes[1:])
+    centre = neutral.mean(1, keepdim=True)
+    source = (neutral - centre) * 2 + centre * 0.5
+    scale = movement_scale(source, neutral)
+    torch.testing.assert_close(scale, torch.tensor([2.0]))
+    target = landmark_motion_target(source, driving, neutral, scale)
+    lid_gap = lambda m: (m[0, 145, 1] - m[0, 159, 1]).item()  # noqa: E731 - left eye, lower minus upper lid
+    assert lid_gap(driving) < 0.5 * lid_gap(neutral)
+    assert lid_gap(target) == pytest.approx(lid_gap(source) + 2 * (lid_gap(driving) - lid_gap(neutral)), abs=1e-5)
+    assert movement_scale(neutral, neutral).item() == 1.0
+
+
+def test_dataset_cross_identity_samples_pair_two_people(tmp_path: Path) -> None:
+    from tests.test_training_trainer import make_synthetic_data
+    from training.dataset import PairDataset, scan_clips
+
+    data = make_synthetic_data(tmp_path / "data", clips=4)
+    clips = {c.id: c for c in scan_clips(data, "train")}
+    first_frames = {cid: c.landmarks[0] for cid, c in clips.items()}
+    plain = PairDataset(data, "train", 64, seed=0, augment=False)
+    assert "cross" not in plain[0] and "driving_neutral" not in plain[0]
+    dataset = PairDataset(data, "train", 64, seed=0, augment=False, cross_identity_share=0.5)
+    samples = [dataset[i] for i in range(24)]
+    cross = [s for s in samples if s["cross"]]
+    same = [s for s in samples if not s["cross"]]
+    assert 4 <= len(cross) <= 20 and same
+    for sample in same:
+        assert torch.equal(sample["driving_neutral"], sample["source"])
+        assert torch.equal(sample["driving_neutral_landmarks"], sample["source_landmarks"])
+    size = clips["clip0"].landmark_size
+    for sample in cross:
+        neutral_clip = [cid for cid, lm in first_frames.items()
+                        if np.allclose(sample["driving_neutral_landmarks"].numpy(), pixels_to_grid(lm, size, 64))]
+        assert len(neutral_clip) == 1  # the driver's first frame is its neutral frame
+        driver = clips[neutral_clip[0]]
+        source_clip = [cid for cid, c in clips.items()
+                       if any(np.allclose(sample["source_landmarks"].numpy(), pixels_to_grid(f, size, 64))
+                              for f in c.landmarks)]
+        assert source_clip and driver.id not in source_clip
+        assert any(np.allclose(sample["driving_landmarks"].numpy(), pixels_to_grid(f, size, 64)) for f in driver.landmarks)
+    again = dataset[samples.index(cross[0])]
+    assert all(torch.equal(again[k], cross[0][k]) for k in again)

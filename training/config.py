@@ -93,6 +93,9 @@ class TrainConfig:
     flip_probability: float = 0.5
     color_jitter: tuple[float, float, float, float] = (0.1, 0.1, 0.1, 0.1)  # brightness, contrast, saturation, hue
     max_frame_distance: int = 0  # 0: any two frames of a clip (FOMM); else at most this far apart
+    # Share of pairs where another person drives the source, supervised by landmark motion only
+    # (training/cross_identity.py); needs the teacher and landmarks. 0: same-clip pairs only (FOMM).
+    cross_identity_share: float = 0.0
     seed: int = 0
     num_workers: int = 0
     threads: int = 0  # torch.set_num_threads; 0 leaves torch's default
@@ -141,6 +144,9 @@ class TrainConfig:
         if self.teacher.jacobian_weight < 0 or not 3 <= self.teacher.jacobian_neighbours <= 64:
             raise ConfigError("teacher.jacobian_weight must be >= 0 and teacher.jacobian_neighbours in 3..64 "
                               "(an affine fit needs at least 3 points)")
+        if not 0.0 <= self.cross_identity_share < 1.0 or (self.cross_identity_share and not self.teacher.enabled):
+            raise ConfigError("cross_identity_share must be in [0, 1) and needs the teacher (its landmark motion is "
+                              "the only supervision of cross-identity pairs)")
         if len(self.loss.face_perceptual) > FACE_MESH_TAPS:
             raise ConfigError(f"loss.face_perceptual takes at most {FACE_MESH_TAPS} weights "
                               "(the face-mesh network's 96/48/24/12 px taps)")

@@ -37,6 +37,7 @@ class Clip:
     landmarks: np.ndarray | None = None  # (N, 478, 2) crop pixels (continuous, pixel i centre at i + 0.5)
     found: np.ndarray | None = None
     landmark_size: int = 0  # crop size the landmarks refer to
+    identity: str = ""  # the person (manifest.json); clips without one count as their own person
 
 
 def scan_clips(root: Path, split: str) -> list[Clip]:
@@ -44,12 +45,14 @@ def scan_clips(root: Path, split: str) -> list[Clip]:
     folder = Path(root) / split
     if not folder.is_dir():
         raise MediaError(f"{folder} not found: expected prepared data (`reenact prepare-data`) with train/ and test/")
-    size = 0
+    size, identities = 0, {}
     manifest = Path(root) / "manifest.json"
     if manifest.is_file():
         import json
 
-        size = int(json.loads(manifest.read_text()).get("size", 0))
+        meta = json.loads(manifest.read_text())
+        size = int(meta.get("size", 0))
+        identities = {c["id"]: c.get("identity") or c["id"] for c in meta.get("clips", []) if "id" in c}
     clips = []
     for entry in sorted(folder.iterdir()):
         if entry.is_dir() and is_frame_folder(entry):
@@ -59,6 +62,7 @@ def scan_clips(root: Path, split: str) -> list[Clip]:
             clip = Clip(entry.stem, None, entry, _count_frames(entry))
         else:
             continue
+        clip.identity = identities.get(clip.id, clip.id)
         lm_file = Path(root) / "landmarks" / f"{clip.id}.npz"
         if lm_file.is_file():
             with np.load(lm_file) as data:
@@ -136,7 +140,11 @@ def color_jitter(images: list[np.ndarray], rng: np.random.Generator, strength: t
 
 
 class PairDataset(Dataset):
-    """Random (source, driving) frame pairs from one clip, augmented the same way (FOMM's augmentation)."""
+    """Random (source, driving) frame pairs from one clip, augmented the same way (FOMM's augmentation).
+
+    With cross_identity_share > 0 every sample also has `driving_neutral` (+ landmarks, found) and `cross`:
+    on a cross-identity sample the driver's neutral frame, on a same-clip one a copy of the source (relative
+    motion from the source itself is the ordinary absolute motion)."""
 
     def __init__(
         self,
@@ -149,8 +157,13 @@ class PairDataset(Dataset):
         jitter: tuple[float, float, float, float] = (0.1, 0.1, 0.1, 0.1),
         max_frame_distance: int = 0,
         length: int | None = None,
+        cross_identity_share: float = 0.0,
     ):
         self.clips = scan_clips(Path(root), split)
+        # Cross-identity pairs (share of samples): source and driver are different people; the driver's
+        # clips need landmarks (their motion is the supervision) and a found face to be the neutral frame.
+        self.cross_identity_share = cross_identity_share
+        self._drivers = [c for c in self.clips if c.landmarks is not None and c.found.any()]
         self.image_size = image_size
         self.seed = seed
         self.augment = augment
@@ -172,14 +185,19 @@ class PairDataset(Dataset):
         rng = np.random.default_rng([self.seed, int(index)])
         clip = self.clips[int(rng.integers(len(self.clips)))]
         i = int(rng.integers(clip.num_frames))
-        if self.max_frame_distance > 0:
-            lo, hi = max(0, i - self.max_frame_distance), min(clip.num_frames, i + self.max_frame_distance + 1)
-            j = int(rng.integers(lo, hi - 1))
-            j += j >= i
+        cross = self.cross_identity_share > 0 and bool(rng.random() < self.cross_identity_share)
+        cross = cross and clip.landmarks is not None and bool(clip.found[i])
+        others = [c for c in self._drivers if c.identity != clip.identity] if cross else []
+        if others:  # another person drives: a random frame of theirs, relative to their own neutral frame
+            driver = others[int(rng.integers(len(others)))]
+            j = int(rng.integers(driver.num_frames))
+            neutral = int(np.argmax(driver.found))
+            frames = load_frames(clip, [i]) + load_frames(driver, [j, neutral])
+            views = [(clip, i), (driver, j), (driver, neutral)]
         else:
-            j = int(rng.integers(clip.num_frames - 1))
-            j += j >= i
-        frames = load_frames(clip, [i, j])
+            j = self._partner(rng, clip, i)
+            frames = load_frames(clip, [i, j])
+            views = [(clip, i), (clip, j)]
         size = self.image_size
         images = [
             cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA if f.shape[0] > size else cv2.INTER_LINEAR)
@@ -191,22 +209,34 @@ class PairDataset(Dataset):
             images = [im[:, ::-1] for im in images]
         if self.augment and any(self.jitter):
             images = color_jitter(images, rng, self.jitter)
-        sample = {
-            "source": torch.from_numpy(np.ascontiguousarray(images[0].transpose(2, 0, 1))),
-            "driving": torch.from_numpy(np.ascontiguousarray(images[1].transpose(2, 0, 1))),
-            "flipped": torch.tensor(flipped),
-        }
-        for key, k in (("source", i), ("driving", j)):
-            if clip.landmarks is not None:
-                lm = pixels_to_grid(clip.landmarks[k], clip.landmark_size, size)
+        if self.cross_identity_share > 0 and not others:  # same person: the source is the neutral frame
+            images.append(images[0])
+            views.append(views[0])
+        sample = {"flipped": torch.tensor(flipped)}
+        keys = ("source", "driving", "driving_neutral")
+        for key, image, (owner, k) in zip(keys, images, views):
+            sample[key] = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+            if owner.landmarks is not None:
+                lm = pixels_to_grid(owner.landmarks[k], owner.landmark_size, size)
                 if flipped:
                     lm = lm * np.array([-1.0, 1.0], dtype=np.float32)
-                found = bool(clip.found[k])
+                found = bool(owner.found[k])
             else:
                 lm, found = np.zeros((NUM_LANDMARKS, 2), np.float32), False
             sample[f"{key}_landmarks"] = torch.from_numpy(lm)
             sample[f"{key}_found"] = torch.tensor(found)
+        if self.cross_identity_share > 0:
+            sample["cross"] = torch.tensor(bool(others))
         return sample
+
+    def _partner(self, rng: np.random.Generator, clip: Clip, i: int) -> int:
+        """The driving frame of a same-clip pair: any other frame, or one at most max_frame_distance away."""
+        if self.max_frame_distance > 0:
+            lo, hi = max(0, i - self.max_frame_distance), min(clip.num_frames, i + self.max_frame_distance + 1)
+            j = int(rng.integers(lo, hi - 1))
+        else:
+            j = int(rng.integers(clip.num_frames - 1))
+        return j + (j >= i)
 
 
 class StepSampler(Sampler[int]):

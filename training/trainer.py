@@ -27,6 +27,7 @@ from reenact_common.errors import CheckpointError, ConfigError
 from training.config import TrainConfig, save_train_config
 from training.dataset import PairDataset, StepSampler, keypoint_targets
 from training.losses import RandomTPS, ReconstructionLoss, VGG19Features, equivariance_losses
+from training.cross_identity import cross_identity_motion
 from training.keypoint_growth import grow_keypoints, nearest_parents
 from training.local_affine import (canonical_mesh, jacobian_landmark_loss, local_affine_targets,
                                    mirrored_neighbourhoods, neighbourhoods)
@@ -72,18 +73,29 @@ class TrainingModel(nn.Module):
                     targets = keypoint_targets(batch[f"{key}_landmarks"], teacher.landmark_indices, batch["flipped"])
                     term = term + keypoint_landmark_loss(kp["value"], targets, batch[f"{key}_found"])
                 losses["teacher_keypoints"] = weight * term / 2
+        # What drives the generator and where the landmarks must go: the driving frame itself on same-clip
+        # pairs; on cross-identity pairs the driver's motion since its neutral frame (training/cross_identity.py)
+        kp_motion, target_landmarks = kp_driving, batch["driving_landmarks"]
+        motion_found = batch["source_found"] & batch["driving_found"]
+        cross = batch.get("cross")
+        if cross is not None and bool(cross.any()):
+            kp_motion, target_landmarks, motion_found = cross_identity_motion(batch, kp_source, kp_driving,
+                                                                              self.kp_detector)
         if teacher.enabled and teacher.jacobian_weight and self.has_neighbourhoods and "jacobian" in kp_source:
-            targets, valid = local_affine_targets(batch["driving_landmarks"], batch["source_landmarks"],
+            targets, valid = local_affine_targets(target_landmarks, batch["source_landmarks"],
                                                   self.neighbourhoods, self.mirrored_neighbourhoods, batch["flipped"])
-            found = batch["source_found"] & batch["driving_found"]
             losses["teacher_jacobians"] = teacher.jacobian_weight * jacobian_landmark_loss(
-                kp_source["jacobian"], kp_driving["jacobian"], targets, valid, found)
+                kp_source["jacobian"], kp_motion["jacobian"], targets, valid, motion_found)
         if warm:
             return losses, extras
 
-        generated = self.generator(source, kp_driving=kp_driving, kp_source=kp_source)
+        generated = self.generator(source, kp_driving=kp_motion, kp_source=kp_source)
         extras["generated"] = generated
-        losses.update(self.reconstruction(generated["prediction"], driving))
+        if cross is None:
+            losses.update(self.reconstruction(generated["prediction"], driving))
+        elif bool((~cross).any()):  # no target image on cross-identity rows: no pixel loss there
+            same = (~cross).nonzero().squeeze(1)
+            losses.update(self.reconstruction(generated["prediction"][same], driving[same]))
 
         w = cfg.loss
         if w.equivariance_value or w.equivariance_jacobian:
@@ -94,9 +106,8 @@ class TrainingModel(nn.Module):
 
         if teacher.enabled and teacher.motion_weight:
             n = 468 if teacher.motion_landmarks == "mesh" else batch["driving_landmarks"].shape[1]
-            found = batch["source_found"] & batch["driving_found"]
             losses["teacher_motion"] = teacher.motion_weight * motion_loss(
-                generated["deformation"].float(), batch["driving_landmarks"][:, :n], batch["source_landmarks"][:, :n], found
+                generated["deformation"].float(), target_landmarks[:, :n], batch["source_landmarks"][:, :n], motion_found
             )
         return losses, extras
 
@@ -548,7 +559,8 @@ class _TrainingRun:
 
         config, data, dev = self.config, self.data, self.dev
         dataset = PairDataset(data, "train", config.image_size, config.seed, True, config.flip_probability,
-                              config.color_jitter, config.max_frame_distance)
+                              config.color_jitter, config.max_frame_distance,
+                              cross_identity_share=config.cross_identity_share)
         if config.teacher.enabled and not dataset.has_landmarks:
             log.warning("no landmarks in %s: teacher terms are zero (run `reenact prepare-data` to cache them)", data)
         sampler = StepSampler(self.start_step, config.batch_size, self.dist.rank, self.dist.world_size)

@@ -70,6 +70,7 @@ def pack(data: Path, out: Path, splits: tuple[str, ...] = ("train",), frame_step
         raise ValueError("frame_step must be >= 1")
     out.mkdir(parents=True, exist_ok=True)
     manifest = json.loads((data / "manifest.json").read_text()) if (data / "manifest.json").is_file() else {}
+    identities = {c["id"]: c.get("identity", c["id"]) for c in manifest.get("clips", [])}
     entries, total_frames = [], 0
     for split in splits:
         (out / split).mkdir(exist_ok=True)
@@ -80,7 +81,8 @@ def pack(data: Path, out: Path, splits: tuple[str, ...] = ("train",), frame_step
                 (out / "landmarks").mkdir(exist_ok=True)
                 (out / "landmarks" / f"{clip.id}.lmz").write_bytes(
                     encode_landmarks(clip.landmarks[keep], clip.found[keep]))
-            entries.append({"id": clip.id, "split": split, "num_frames": len(keep)})
+            entries.append({"id": clip.id, "split": split, "num_frames": len(keep),
+                            "identity": identities.get(clip.id, clip.id)})  # cross-identity pairs need it
             total_frames += len(keep)
     bundle = {"size": manifest.get("size", 0), "frame_step": frame_step, "crf": crf, "clips": entries}
     (out / "bundle.json").write_text(json.dumps(bundle, indent=1))
