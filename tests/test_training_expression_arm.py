@@ -264,3 +264,37 @@ def test_dataset_cross_identity_samples_pair_two_people(tmp_path: Path) -> None:
         assert any(np.allclose(sample["driving_landmarks"].numpy(), pixels_to_grid(f, size, 64)) for f in driver.landmarks)
     again = dataset[samples.index(cross[0])]
     assert all(torch.equal(again[k], cross[0][k]) for k in again)
+
+
+# ------------------------------------------------------------------------------------------- paired reports
+def _report(rows: dict[tuple[str, str], dict[str, tuple[float, float, bool]]]) -> dict:
+    return {"pairs": {"model": [
+        {"clip": clip, "avatar": avatar, "features": {f: {"r": r, "gain": g, "counted": c} for f, (r, g, c) in feats.items()}}
+        for (clip, avatar), feats in rows.items()]}}
+
+
+def test_paired_comparison_uses_only_pairs_both_reports_count(tmp_path: Path, capsys) -> None:
+    import json
+
+    from reenact_common.errors import ConfigError
+    from training.cross_pairs import compare, main
+
+    base = _report({("a", "x"): {"mouth": (0.2, 0.3, True), "eyes": (0.1, 0.4, True)},
+                    ("b", "x"): {"mouth": (0.4, 0.5, True), "eyes": (0.0, 0.2, False)},
+                    ("c", "x"): {"mouth": (0.9, 0.9, True), "eyes": (0.5, 0.5, True)}})
+    arm = _report({("a", "x"): {"mouth": (0.6, 0.7, True), "eyes": (0.3, 0.4, True)},
+                   ("b", "x"): {"mouth": (0.5, 0.9, True), "eyes": (0.9, 0.9, True)},
+                   ("d", "x"): {"mouth": (0.0, 0.0, True), "eyes": (0.0, 0.0, True)}})
+    result = compare(base, arm)
+    mouth, eyes = result["mouth"], result["eyes"]
+    assert mouth.pairs == 2 and mouth.r_difference == pytest.approx(0.25) and mouth.r_higher == 2
+    assert mouth.r_difference_se == pytest.approx(0.15) and mouth.gain_difference == pytest.approx(0.4)
+    assert eyes.pairs == 1 and eyes.r_difference == pytest.approx(0.2) and math.isnan(eyes.r_difference_se)
+    with pytest.raises(ConfigError, match="share no"):
+        compare(base, _report({("z", "x"): {"mouth": (0.0, 0.0, True)}}))
+    paths = [tmp_path / "base.json", tmp_path / "arm.json"]
+    for path, report in zip(paths, (base, arm)):
+        path.write_text(json.dumps(report))
+    assert main([str(paths[0]), str(paths[1]), "--json", str(tmp_path / "paired.json")]) == 0
+    assert "| mouth | 2 | 0.30 -> 0.55 | +0.250 ± 0.150 | 2/2 |" in capsys.readouterr().out
+    assert json.loads((tmp_path / "paired.json").read_text())["mouth"]["pairs"] == 2

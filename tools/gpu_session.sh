@@ -15,7 +15,9 @@
 #   OUT=/some/dir bash tools/gpu_session.sh
 # Phases are TAG:SECONDS:LR (each resumes the last; each writes ARM-TAG.safetensors). ARMS are NAME:FLAGS
 # (FLAGS are extra `train` flags joined by commas, e.g. gan:--config,.gpu/gpu-gan.yaml): each arm trains
-# from the same last.pt in its own process, all at once on the one GPU, splitting the CPU's workers.
+# from the same last.pt in its own process, all at once on the one GPU, splitting the CPU's workers. An arm
+# whose FLAGS hold --init starts from those weights instead (no last.pt needed), e.g. the expression arm:
+#   ARMS=expression PHASES="E1:240:1e-4 E2:180:1e-4" GOLDEN=0 BENCH=0 OUT=DIR bash tools/gpu_session.sh
 # A call returns at most 8 files and 64 MiB: arms x phases weight files (8.3 MB each) + the slim state (14 MB)
 # + logs.tar.gz (logs, metrics, samples; 3.6 MB) must fit both, so at most 5 weight files (a call that returned 6
 # lost the logs; `tar -C $WORK/logs -czf $OUT/logs.tar.gz .` on the still-warm machine got them back).
@@ -28,6 +30,8 @@ DEV="${DEV:-cuda}"                       # DEV=cpu SCALE=0.05: a local smoke run
 SCALE="${SCALE:-1}"                      # multiplies every phase's seconds
 PHASES="${PHASES:-A1:150:2e-4 A2:120:2e-4 B:90:2e-5}"
 ARMS="${ARMS:-plain:}"
+# 14 landmark-anchored keypoints grown from the shipped weights, jacobian fits, cross-identity pairs
+EXPRESSION_ARM="expression:--config,configs/train/paper-rt-expression.yaml,--init,assets/weights/default.safetensors"
 BUNDLE="${BUNDLE:-.gpu}"
 WARM="${WARM:-0}"
 BENCH="${BENCH:-1}"
@@ -39,6 +43,12 @@ RUNS="$WORK/runs"; DATA="$WORK/data"; LOGS="$WORK/logs"  # logs come back as one
 [ "$WARM" = 1 ] || rm -rf "$LOGS"; mkdir -p "$LOGS"
 exec > >(tee -a "$LOGS/run.log") 2>&1
 read -r -a arms <<<"$ARMS"
+for i in "${!arms[@]}"; do  # "expression" or "expression:MORE,FLAGS": the expression arm (+ flags)
+  case "${arms[$i]}" in
+    expression) arms[i]="$EXPRESSION_ARM" ;;
+    expression:?*) arms[i]="$EXPRESSION_ARM,${arms[$i]#expression:}" ;;
+  esac
+done
 cores=$(nproc); workers=$(( cores / ${#arms[@]} - 2 )); (( workers < 1 )) && workers=1
 
 # What that machine lacks travels in the bundle: wheels (the face-mesh loss reads its .tflite with the
@@ -53,8 +63,9 @@ if [ "$WARM" != 1 ]; then
   python3 -c "import torch, cv2; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'cv2', cv2.__version__)"
   rm -rf "$RUNS" "$DATA"
   python3 -m training.transport unpack --bundle "$BUNDLE/data" --out "$DATA" --workers "$cores" || exit 1
-  for spec in "${arms[@]}"; do
-    mkdir -p "$RUNS/${spec%%:*}/checkpoints"; cp "$BUNDLE/ckpt/last.pt" "$RUNS/${spec%%:*}/checkpoints/last.pt"
+  for spec in "${arms[@]}"; do  # an arm with --init starts from those weights instead of the bundle's state
+    mkdir -p "$RUNS/${spec%%:*}/checkpoints"
+    [[ ",${spec#*:}," == *,--init,* ]] || cp "$BUNDLE/ckpt/last.pt" "$RUNS/${spec%%:*}/checkpoints/last.pt"
   done
   if [ "$GOLDEN" = 1 ]; then  # golden parity on the device, beside the training (it needs the GPU for seconds)
     REENACT_SHARED="$(realpath "$BUNDLE")/shared" REENACT_TEST_DEVICE=$DEV timeout 120 python3 -m pytest -q \
