@@ -11,6 +11,7 @@ import torch
 
 from models import build_model, save_checkpoint
 from reenact_app.cli import main
+from tests.conftest import bgr_frames
 
 CLIP = "wyhsirius+LIA/data/vox/driving2.mp4"  # 256x256, 25 fps
 AVATAR = "alievk+avatarify-python/avatars/mona.jpg"
@@ -132,18 +133,6 @@ def test_bench_command_json(tmp_path, capsys):
     assert "| paper-rt | onnxruntime-cpu |" in capsys.readouterr().out
 
 
-def _frames(path: Path) -> list:
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    return frames
-
-
 def test_animate_pipelined_writes_the_serial_video(tmp_path, clips_dir, avatar, checkpoint, capsys):
     """`--pipelined` (keypoints in the decode/crop thread, one keypoint thread) writes the same video,
     full-frame output and the expression warps included."""
@@ -154,7 +143,7 @@ def test_animate_pipelined_writes_the_serial_video(tmp_path, clips_dir, avatar, 
                      str(videos[flag]), "--checkpoint", str(checkpoint), "--max-frames", "12", "--full-frame",
                      flag, "--no-progress"])
         assert code == 0
-    serial, pipelined = _frames(videos["--no-pipelined"]), _frames(videos["--pipelined"])
+    serial, pipelined = bgr_frames(videos["--no-pipelined"], 100), bgr_frames(videos["--pipelined"], 100)
     assert len(serial) == len(pipelined) == 12
     for index, (a, b) in enumerate(zip(serial, pipelined)):
         assert (a == b).all(), f"frame {index} differs"

@@ -19,6 +19,7 @@ from reenact_app.engines.torch_engine import TorchEngine
 from reenact_app.full_resolution import FullResolutionCompositor, FullResolutionConfig
 from reenact_app.tracking import CropBox, prepare_avatar
 from reenact_common.paths import default_weights
+from tests.conftest import bgr_frames
 
 PORTRAIT = "data/stills/alievk+avatarify-python/avatars/mona.jpg"  # 512 x 512
 
@@ -240,14 +241,7 @@ def test_cli_animate_full_frame_writes_the_avatar_picture_at_its_resolution(larg
     code = main(["animate", "--avatar", str(avatar), "--driving", str(clips_dir / "wyhsirius+LIA/data/vox/driving2.mp4"),
                  "-o", str(out), "--full-frame", "--max-frames", "4", "--engine", "torch-cpu", "--no-progress"])
     assert code == 0 and "1000x1024" in capsys.readouterr().out
-    capture = cv2.VideoCapture(str(out))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
+    frames = bgr_frames(out, 100)
     assert len(frames) == 4 and frames[0].shape == (1024, 1000, 3)
     code = main(["animate", "--avatar", str(avatar), "--driving", str(clips_dir / "wyhsirius+LIA/data/vox/driving2.mp4"),
                  "-o", str(tmp_path / "capped.mp4"), "--full-frame", "--max-side", "640", "--max-frames", "2",
