@@ -298,3 +298,26 @@ def test_paired_comparison_uses_only_pairs_both_reports_count(tmp_path: Path, ca
     assert main([str(paths[0]), str(paths[1]), "--json", str(tmp_path / "paired.json")]) == 0
     assert "| mouth | 2 | 0.30 -> 0.55 | +0.250 ± 0.150 | 2/2 |" in capsys.readouterr().out
     assert json.loads((tmp_path / "paired.json").read_text())["mouth"]["pairs"] == 2
+
+
+def test_cross_identity_rows_get_no_pixel_loss_but_landmark_motion(tmp_path: Path) -> None:
+    from models import build_model
+    from tests.test_training_trainer import make_synthetic_data, tiny_config
+    from training.dataset import PairDataset
+    from training.trainer import TrainingModel
+
+    data = make_synthetic_data(tmp_path / "data")
+    config = tiny_config(cross_identity_share=0.5)
+    dataset = PairDataset(data, "train", 64, seed=0, augment=False, cross_identity_share=0.5)
+    samples = [dataset[i] for i in range(12)]
+    torch.manual_seed(0)
+    model = build_model(config.model_config())
+    tm = TrainingModel(model.kp_detector, model.generator, config, None)
+    only_cross = torch.utils.data.default_collate([s for s in samples if s["cross"]][:2])
+    losses, extras = tm(only_cross, step=5)
+    assert "l1" not in losses and losses["pixel_free_batch"].item() == 0.0 and losses["teacher_motion"].item() > 0
+    sum(losses.values()).backward()
+    assert all(p.grad is not None for p in tm.generator.parameters() if p.requires_grad)
+    mixed = torch.utils.data.default_collate([s for s in samples if s["cross"]][:1] + [s for s in samples if not s["cross"]][:1])
+    losses, _ = tm(mixed, step=5)
+    assert "l1" in losses and "pixel_free_batch" not in losses

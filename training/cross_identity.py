@@ -50,11 +50,10 @@ def cross_identity_motion(batch: dict[str, torch.Tensor], kp_source: dict, kp_dr
     """Keypoints that drive the generator, the landmark targets of the motion term, and its found mask.
 
     Same-clip rows keep the absolute driving keypoints and landmarks (FOMM training); cross rows get the
-    relative ones. `detect` (the keypoint detector) sees only the cross rows' neutral frames."""
+    relative ones. `detect` (the keypoint detector) runs on every row's neutral frame, whether or not the
+    batch has cross rows: under DDP with SyncBatchNorm every rank must make the same calls."""
     cross = batch["cross"]
-    rows = cross.nonzero().squeeze(1)
-    kp_neutral_rows = detect(batch["driving_neutral"][rows])
-    kp_neutral = {k: kp_source[k].index_copy(0, rows, kp_neutral_rows[k].to(kp_source[k].dtype)) for k in kp_source}
+    kp_neutral = detect(batch["driving_neutral"])
     source_lm, driving_lm = batch["source_landmarks"], batch["driving_landmarks"]
     neutral_lm = batch["driving_neutral_landmarks"]
     scale = torch.where(cross, movement_scale(source_lm, neutral_lm), torch.ones_like(cross, dtype=source_lm.dtype))

@@ -78,7 +78,7 @@ class TrainingModel(nn.Module):
         kp_motion, target_landmarks = kp_driving, batch["driving_landmarks"]
         motion_found = batch["source_found"] & batch["driving_found"]
         cross = batch.get("cross")
-        if cross is not None and bool(cross.any()):
+        if cross is not None:
             kp_motion, target_landmarks, motion_found = cross_identity_motion(batch, kp_source, kp_driving,
                                                                               self.kp_detector)
         if teacher.enabled and teacher.jacobian_weight and self.has_neighbourhoods and "jacobian" in kp_source:
@@ -96,6 +96,8 @@ class TrainingModel(nn.Module):
         elif bool((~cross).any()):  # no target image on cross-identity rows: no pixel loss there
             same = (~cross).nonzero().squeeze(1)
             losses.update(self.reconstruction(generated["prediction"][same], driving[same]))
+        else:  # only cross rows: a zero term keeps the decoder in the graph (DDP expects every gradient)
+            losses["pixel_free_batch"] = generated["prediction"].sum() * 0.0
 
         w = cfg.loss
         if w.equivariance_value or w.equivariance_jacobian:
