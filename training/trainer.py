@@ -109,7 +109,8 @@ class TrainingModel(nn.Module):
         if teacher.enabled and teacher.motion_weight:
             n = 468 if teacher.motion_landmarks == "mesh" else batch["driving_landmarks"].shape[1]
             losses["teacher_motion"] = teacher.motion_weight * motion_loss(
-                generated["deformation"].float(), target_landmarks[:, :n], batch["source_landmarks"][:, :n], motion_found
+                generated["deformation"].float(), target_landmarks[:, :n], batch["source_landmarks"][:, :n],
+                motion_found,
             )
         return losses, extras
 
