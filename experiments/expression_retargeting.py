@@ -29,7 +29,8 @@ ARMS: dict[str, ExpressionSettings] = {
     "retargeting (default)": ExpressionSettings(),
     "retargeting, mouth by keypoints only": ExpressionSettings(mouth_image_gain=0.0),
     "retargeting, mouth in the picture only": ExpressionSettings(mouth_gain=0.0),
-    "retargeting, eyes shut at 0.3 of the open aspect": ExpressionSettings(eye_closed_ratio=0.3),
+    "retargeting, v0.4's eye mapping (dead zone 0.12, shut at 0.3 of the open aspect)": ExpressionSettings(
+        eye_dead_zone=0.12, eye_closed_ratio=0.3),
 }
 
 

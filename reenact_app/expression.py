@@ -65,9 +65,9 @@ class ExpressionSettings:
     # transferred lip gap; 0: keypoints alone (the generator draws what it can)
     mouth_image_gain: float = 1.0
     mouth_dead_zone: float = 0.02  # lip-gap changes below this (in inter-ocular distances) are noise
-    eye_dead_zone: float = 0.12  # relative eye-aspect drops below this are noise
+    eye_dead_zone: float = 0.06  # relative eye-aspect drops below this are noise (0.12 and 0: fewer blinks follow)
     # the face mesh's eye aspect at a full blink, relative to the open eye (measured cross-identity with
-    # the lids below: 0.5 follows blinks better than 0.3, docs/evaluation.md)
+    # the lids below: 0.5 follows blinks better than 0.3 or 0.6, docs/evaluation.md)
     eye_closed_ratio: float = 0.5
     upper_lip_share: float = 0.3  # the jaw drops: the lower lip takes the larger part of the opening
     brow_dead_zone: float = 0.01  # brow-height changes below this (in inter-ocular distances) are noise
