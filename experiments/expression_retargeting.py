@@ -1,5 +1,6 @@
 """Expression retargeting, measured cross-identity: the app's session with retargeting off (the model's
-motion alone), at the default strength, and with other lip gains, on the same held-out clips and avatars.
+motion alone), at the default strength, and variants of its mouth and eye mapping, on the same held-out
+clips and avatars.
 
 Each arm is paired per (clip, avatar) against the model alone: mean difference of r with its standard
 error and how many pairs improved, for mouth and eyes.
@@ -9,6 +10,8 @@ error and how many pairs improved, for mouth and eyes.
     python -m experiments.expression_retargeting --data prepared/shared256 --clips 8 --frames 48 \
         --neutral rest --arms "model alone" "retargeting (default)" \
         --json experiments/results/expression-retargeting-rest.json
+    python -m experiments.expression_retargeting --data prepared/shared256 --neutral rest --clips 8 --frames 48 \
+        --arms "eye mapping: shut at 0.5, dead zone 0.12" ... --json eye-mapping.json   # the eye rows
 """
 
 from __future__ import annotations
@@ -31,6 +34,11 @@ ARMS: dict[str, ExpressionSettings] = {
     "retargeting, mouth in the picture only": ExpressionSettings(mouth_gain=0.0),
     "retargeting, v0.4's eye mapping (dead zone 0.12, shut at 0.3 of the open aspect)": ExpressionSettings(
         eye_dead_zone=0.12, eye_closed_ratio=0.3),
+    # the eye mapping's neighbours (the default: shut at 0.5 of the open aspect, dead zone 0.06)
+    "eye mapping: shut at 0.5, dead zone 0.12": ExpressionSettings(eye_dead_zone=0.12),
+    "eye mapping: shut at 0.6, dead zone 0.12": ExpressionSettings(eye_dead_zone=0.12, eye_closed_ratio=0.6),
+    "eye mapping: shut at 0.6, dead zone 0.06": ExpressionSettings(eye_closed_ratio=0.6),
+    "eye mapping: shut at 0.5, dead zone 0": ExpressionSettings(eye_dead_zone=0.0),
 }
 
 
