@@ -8,9 +8,10 @@ taken relative to the calibrated neutral frame, and imposed on the avatar:
 
 - mouth: the avatar's lip keypoints (found once per avatar as the model keypoints nearest its inner-lip
   centre) are set apart by the driver's change in lip gap, in units of each face's inter-ocular distance;
-  the generator draws the opened mouth;
+  the generator draws the opened mouth, and the picture shows it too: lips parted, the jaw dropped,
+  the dark inside drawn;
 - eyes: an image-space lid warp on the model's output closes each eye by the driver's relative eye
-  closure: the skin above the upper lid is stretched down over the eye, as a lid does;
+  closure: the lash line comes down and the lid skin above it stretches to follow, as a lid does;
 - brows: an image-space lift moves each brow by the driver's change in brow height (no keypoint sits
   on a brow's motion alone: moving the model's brow keypoints moves the whole forehead).
   The avatar's lid and brow geometry comes from its face mesh at rest and follows the head through a
@@ -193,13 +194,17 @@ class AvatarFace:
                    brows, _mouth_shape(lm, -down, image))  # type: ignore[arg-type]
 
 
+def _local_axes(a: np.ndarray, b: np.ndarray, up: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A feature's frame: x runs from point a to point b, y is perpendicular to it and points `up` the face."""
+    x_axis = (b - a) / max(np.linalg.norm(b - a), 1e-6)
+    y_axis = np.array([x_axis[1], -x_axis[0]])
+    return x_axis, (y_axis if y_axis @ up >= 0 else -y_axis)
+
+
 def _mouth_shape(lm: np.ndarray, up: np.ndarray, image: np.ndarray | None) -> MouthShape:
     a, b = lm[INNER_CORNERS[0]], lm[INNER_CORNERS[1]]
     centre = (a + b) / 2.0
-    x_axis = (b - a) / max(np.linalg.norm(b - a), 1e-6)
-    y_axis = np.array([x_axis[1], -x_axis[0]])
-    if y_axis @ up < 0:
-        y_axis = -y_axis
+    x_axis, y_axis = _local_axes(a, b, up)
     height = lambda i: float((lm[i] - centre) @ y_axis)  # noqa: E731
     interior = (40.0, 18.0, 18.0)
     if image is not None:  # the lips' own colour, darkened: a painting's mouth stays a painting's
@@ -215,10 +220,7 @@ def _mouth_shape(lm: np.ndarray, up: np.ndarray, image: np.ndarray | None) -> Mo
 
 def _brow_shape(lm: np.ndarray, idx: tuple[int, ...], up: np.ndarray, iod: float) -> BrowShape:
     points = lm[list(idx)]
-    x_axis = (points[-1] - points[0]) / max(np.linalg.norm(points[-1] - points[0]), 1e-6)
-    y_axis = np.array([x_axis[1], -x_axis[0]])
-    if y_axis @ up < 0:
-        y_axis = -y_axis
+    x_axis, y_axis = _local_axes(points[0], points[-1], up)
     return BrowShape(points.mean(0), x_axis, y_axis, float(np.linalg.norm(points[-1] - points[0]) / 2.0),
                      0.3 * iod)
 
@@ -226,10 +228,7 @@ def _brow_shape(lm: np.ndarray, idx: tuple[int, ...], up: np.ndarray, iod: float
 def _eye_shape(lm: np.ndarray, idx: tuple[int, int, int, int], up: np.ndarray) -> EyeShape:
     a, b, top, bottom = (lm[i] for i in idx)
     centre = (a + b) / 2.0
-    x_axis = (b - a) / max(np.linalg.norm(b - a), 1e-6)
-    y_axis = np.array([x_axis[1], -x_axis[0]])
-    if y_axis @ up < 0:
-        y_axis = -y_axis
+    x_axis, y_axis = _local_axes(a, b, up)
     return EyeShape(centre, x_axis, y_axis, float(np.linalg.norm(b - a) / 2.0),
                     float(max((top - centre) @ y_axis, 0.5)), float(min((bottom - centre) @ y_axis, -0.5)))
 
@@ -391,6 +390,11 @@ def open_mouth(image: np.ndarray, mouth: MouthShape, gap: float, to_image: np.nd
     return patch.pasted(image, np.clip(region + 0.5, 0, 255).astype(image.dtype))
 
 
+def _beyond_dead_zone(delta: float, dead_zone: float) -> float:
+    """`delta` shrunk towards 0 by `dead_zone` (0 inside it): changes within landmark noise move nothing."""
+    return float(np.sign(delta) * max(abs(delta) - dead_zone, 0.0))
+
+
 class ExpressionRetargeter:
     """Per-session state: the avatar's face at rest and the driver's neutral openness."""
 
@@ -446,8 +450,7 @@ class ExpressionRetargeter:
             self._lift = tuple(self._brow_lift(n, r) for n, r in zip(now.brows, self.reference.brows))
         if not cfg.mouth:
             return value
-        delta = now.mouth - self._rest_mouth
-        delta = np.sign(delta) * max(abs(delta) - cfg.mouth_dead_zone, 0.0)
+        delta = _beyond_dead_zone(now.mouth - self._rest_mouth, cfg.mouth_dead_zone)
         gap = max(av.openness.mouth + cfg.strength * delta, 0.0) - av.openness.mouth  # in IODs
         if cfg.mouth_image_gain > 0:
             self._mouth_gap = cfg.mouth_image_gain * gap * av.iod_px  # avatar-crop pixels, for `finish`
@@ -468,9 +471,7 @@ class ExpressionRetargeter:
 
     def _brow_lift(self, now: float, reference: float) -> float:
         cfg = self.settings
-        delta = now - reference
-        delta = np.sign(delta) * max(abs(delta) - cfg.brow_dead_zone, 0.0)
-        return float(cfg.strength * delta * self.avatar.iod_px)
+        return float(cfg.strength * _beyond_dead_zone(now - reference, cfg.brow_dead_zone) * self.avatar.iod_px)
 
     def _eye_closure(self, now: float, reference: float) -> float:
         cfg = self.settings
@@ -480,9 +481,9 @@ class ExpressionRetargeter:
 
     def finish(self, image: np.ndarray, source_keypoints: np.ndarray, driving_keypoints: np.ndarray,
                crop_to_image: np.ndarray | None = None) -> np.ndarray:
-        """The output with this frame's eye closure applied by the lid warp. `image` is the model's crop
-        (default) or any picture the crop was composed into: `crop_to_image` (2x3) maps model-crop pixels
-        to its pixels (the full-resolution portrait, the paste-back)."""
+        """The output with this frame's picture work applied (mouth opened, brows lifted, lids lowered).
+        `image` is the model's crop (default) or any picture the crop was composed into: `crop_to_image`
+        (2x3) maps model-crop pixels to its pixels (the full-resolution portrait, the paste-back)."""
         if not self.ready() or (max(self._closure) <= 0.0 and not any(self._lift) and self._mouth_gap <= 0.0):
             return image
         av = self.avatar

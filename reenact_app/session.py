@@ -68,7 +68,9 @@ class PreparedFrame:
     relative: bool
 
     def finish(self, image: np.ndarray, crop_to_image: np.ndarray | None = None) -> np.ndarray:
-        """`AnimationSession.finish` with this frame's expression state."""
+        """The expression's picture work (mouth, brows, lids) on `image`, the model's crop or a picture it
+        was composed into (`crop_to_image`: 2x3, model-crop pixels -> picture pixels), with this frame's
+        expression state; none in absolute motion."""
         if not self.relative:
             return image
         return self.expression.finish(image, self.source.keypoints.value, self.keypoints.value, crop_to_image)
@@ -165,17 +167,16 @@ class AnimationSession:
         return Keypoints(self.expression.adjust_keypoints(kp.value, landmarks).astype(np.float32), kp.jacobian)
 
     def render(self, kp_driving: Keypoints) -> np.ndarray:
-        """The avatar at `kp_driving` (from `driving_keypoints`, possibly smoothed), with the eye
-        closure measured on the same frame applied."""
+        """The avatar at `kp_driving` (from `driving_keypoints`, possibly smoothed), with the expression
+        measured on the same frame applied to the picture."""
         self.last_keypoints = kp_driving
         return self.finish(self.engine.animate(self.source, kp_driving), kp_driving)
 
     def finish(self, image: np.ndarray, kp_driving: Keypoints, crop_to_image: np.ndarray | None = None) -> np.ndarray:
-        """Expression work on the picture itself (the blink's lid warp), on the model's crop or on any
-        picture it was composed into (`crop_to_image`: 2x3, model-crop pixels -> picture pixels)."""
-        if not self.settings.relative:
-            return image
-        return self.expression.finish(image, self.source.keypoints.value, kp_driving.value, crop_to_image)
+        """Expression work on the picture itself (mouth, brows, lids), on the model's crop or on any
+        picture it was composed into (`crop_to_image`: 2x3, model-crop pixels -> picture pixels), with the
+        retargeter's present state (`PreparedFrame.finish` does it with a frame's own)."""
+        return PreparedFrame(kp_driving, self.source, self.expression, self.settings.relative).finish(image, crop_to_image)
 
     def prepare(self, crop: np.ndarray, landmarks: np.ndarray | None = None,
                 timestamp: float | None = None) -> PreparedFrame:
