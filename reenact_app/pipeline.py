@@ -202,6 +202,10 @@ class PipelineStats:
         return "\n".join(lines)
 
 
+def _full_config(cfg: "PipelineConfig") -> FullResolutionConfig:
+    return FullResolutionConfig(cfg.max_crop_side, cfg.feather)
+
+
 class _Avatar:
     """The avatar as the pipeline uses it: model-size crop + downscaled full picture for paste-back."""
 
@@ -226,14 +230,14 @@ class _Avatar:
     def prepare(self, cfg: "PipelineConfig") -> None:
         """Build the full-resolution maps now (avatar switch), not on the first live frame."""
         if cfg.paste_back and cfg.full_resolution:
-            self.full_resolution(FullResolutionConfig(cfg.max_crop_side, cfg.feather))
+            self.full_resolution(_full_config(cfg))
 
     def compose(self, animation: Animation, cfg: "PipelineConfig") -> np.ndarray:
         """The output picture: the full avatar picture with the animated face, or the crop alone."""
         if not cfg.paste_back:
             return animation.image
         if cfg.full_resolution:
-            return self.full_resolution(FullResolutionConfig(cfg.max_crop_side, cfg.feather)).compose(animation)
+            return self.full_resolution(_full_config(cfg)).compose(animation)
         return self.source.paste_back(animation.image, cfg.feather)
 
     def crop_to_output(self, cfg: "PipelineConfig") -> np.ndarray:
@@ -241,14 +245,14 @@ class _Avatar:
         if not cfg.paste_back:
             return np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
         if cfg.full_resolution:
-            return cv2.invertAffineTransform(self.full_resolution(FullResolutionConfig(cfg.max_crop_side, cfg.feather)).matrix)
+            return cv2.invertAffineTransform(self.full_resolution(_full_config(cfg)).matrix)
         return cv2.invertAffineTransform(self.source.matrix)
 
     def neutral(self, cfg: "PipelineConfig") -> np.ndarray:
         if not cfg.paste_back:
             return self.crop
         if cfg.full_resolution:
-            return self.full_resolution(FullResolutionConfig(cfg.max_crop_side, cfg.feather)).image
+            return self.full_resolution(_full_config(cfg)).image
         return self.neutral_full
 
 
@@ -351,9 +355,10 @@ class LivePipeline:
             if engine.image_size != self.config.tracker.crop_size:
                 self.tracker.update_config(crop_size=engine.image_size)
             if self._avatar is not None:
-                self._avatar = _Avatar(self._avatar.source, engine.image_size, self.config.max_avatar_side)
+                if self._avatar.crop.shape[0] != engine.image_size:  # same size: its mesh and maps still hold
+                    self._avatar = _Avatar(self._avatar.source, engine.image_size, self.config.max_avatar_side)
+                    self._avatar.prepare(self.config)
                 self.session.set_avatar(self._avatar.crop, self._avatar.landmarks)
-                self._avatar.prepare(self.config)
 
         self._submit(apply)
 
