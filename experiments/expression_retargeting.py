@@ -19,13 +19,12 @@ from __future__ import annotations
 import argparse
 import logging
 
-import numpy as np
-
 from reenact_app.cross_eval import default_avatar_paths, evaluate_cross, load_cross_data
 from reenact_app.engines.select import create_engine
 from reenact_app.expression import ExpressionSettings
 from reenact_app.session import AnimationSession, MotionSettings
 from reenact_common.scripts import run_script, write_report
+from training.cross_pairs import compare
 
 ARMS: dict[str, ExpressionSettings] = {
     "model alone": ExpressionSettings(strength=0.0),
@@ -42,18 +41,12 @@ ARMS: dict[str, ExpressionSettings] = {
 }
 
 
-def paired(base, arm, feature: str) -> dict:
-    """Mean per-pair difference of r (arm - base) over pairs where the driver moves the feature."""
-    diffs = []
-    for b, a in zip(base.model, arm.model):
-        rb, ra = b.features[feature].r, a.features[feature].r
-        if b.features[feature].counted and rb is not None and ra is not None:
-            diffs.append(ra - rb)
-    d = np.asarray(diffs)
-    if not len(d):
-        return {"pairs": 0}
-    return {"pairs": len(d), "mean_dr": float(d.mean()), "se": float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1
-            else None, "higher_on": int((d > 0).sum())}
+def paired(base, arm) -> dict:
+    """Per-pair change of r against `base` for mouth and eyes (training.cross_pairs, over the pairs where
+    the driver moves the feature)."""
+    result = compare(base.to_dict(), arm.to_dict())
+    return {f: {"pairs": p.pairs, "mean_dr": p.r_difference, "se": p.r_difference_se, "higher_on": p.r_higher}
+            for f, p in result.items() if f in ("mouth", "eyes")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, report in reports.items():
         entry = {"settings": vars(ARMS[name]), "summary": report.to_dict()["summary"]}
         if base is not None and report is not base:
-            entry["paired_vs_model_alone"] = {f: paired(base, report, f) for f in ("mouth", "eyes")}
+            entry["paired_vs_model_alone"] = paired(base, report)
             print(name, entry["paired_vs_model_alone"])
         result["arms"][name] = entry
     engine.close()

@@ -17,6 +17,7 @@ import torch
 
 from models.blocks import inverse_2x2
 from training.dataset import MIRROR, pixels_to_grid, scan_clips
+from training.teacher import masked_mean
 
 MESH_POINTS = 468  # the face mesh without the 10 iris points (irises follow gaze, not the skin)
 MIN_DETERMINANT = 1e-10  # driving neighbourhoods flatter than this (squared [-1, 1] units) are not fitted
@@ -94,5 +95,4 @@ def jacobian_landmark_loss(kp_source_jacobian: torch.Tensor, kp_driving_jacobian
     """Mean L1 (sum over the 4 entries) between the relative jacobians and the fitted affines (B, K, 2, 2)."""
     relative = relative_jacobians(kp_source_jacobian.float(), kp_driving_jacobian.float())
     err = (relative - targets.to(relative.dtype)).abs().sum(dim=(-1, -2))
-    mask = (valid & found.view(-1, 1)).to(err.dtype)
-    return (err * mask).sum() / mask.sum().clamp(min=1.0)
+    return masked_mean(err, valid & found.view(-1, 1))

@@ -25,7 +25,7 @@ def keypoint_weight(cfg: TeacherConfig, step: int) -> float:
     return cfg.keypoint_weight_start + t * (cfg.keypoint_weight_end - cfg.keypoint_weight_start)
 
 
-def _masked_mean(err: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def masked_mean(err: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of err (B, N) over mask (B, N); zero (with a graph) when nothing is valid."""
     mask = mask.to(err.dtype)
     return (err * mask).sum() / mask.sum().clamp(min=1.0)
@@ -34,7 +34,7 @@ def _masked_mean(err: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def keypoint_landmark_loss(kp_value: torch.Tensor, targets: torch.Tensor, found: torch.Tensor) -> torch.Tensor:
     """Mean L1 (in [-1, 1] units) between keypoints (B, K, 2) and their landmark targets, found frames only."""
     err = (kp_value - targets).abs().sum(-1)
-    return _masked_mean(err, found.view(-1, 1).expand_as(err))
+    return masked_mean(err, found.view(-1, 1).expand_as(err))
 
 
 def motion_loss(deformation: torch.Tensor, driving_landmarks: torch.Tensor, source_landmarks: torch.Tensor,
@@ -47,4 +47,4 @@ def motion_loss(deformation: torch.Tensor, driving_landmarks: torch.Tensor, sour
     sampled = sampled.view(b, 2, n).permute(0, 2, 1)
     err = (sampled - source_landmarks).abs().sum(-1)
     inside = (driving_landmarks.abs() <= 1).all(-1) & (source_landmarks.abs() <= 1).all(-1)
-    return _masked_mean(err, inside & found.view(-1, 1))
+    return masked_mean(err, inside & found.view(-1, 1))
