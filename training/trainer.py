@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -471,11 +472,10 @@ class _TrainingRun:
         if vgg is not None:
             vgg.eval()
 
+    @functools.cached_property
     def _canonical(self):
         """The data's median face mesh (computed once; None without landmarks)."""
-        if not hasattr(self, "_canonical_mesh"):
-            self._canonical_mesh = canonical_mesh(self.data, self.config.image_size)
-        return self._canonical_mesh
+        return canonical_mesh(self.data, self.config.image_size)
 
     def _can_grow(self, init_config) -> bool:
         """--init weights that differ from this run's model only by having fewer keypoints."""
@@ -488,7 +488,7 @@ class _TrainingRun:
         teacher's landmarks on the data's median mesh); the first K landmarks must be the old keypoints'."""
         indices = self.config.teacher.landmark_indices
         old_k = source.config.num_kp
-        canonical = self._canonical()
+        canonical = self._canonical
         if canonical is None or not self.config.teacher.enabled:
             raise ConfigError(f"--init {init} has {old_k} keypoints and the run {self.model_config.num_kp}: growing "
                               "them needs the teacher's landmarks (teacher on, data prepared with landmarks)")
@@ -502,7 +502,7 @@ class _TrainingRun:
         teacher = self.config.teacher
         if not (teacher.enabled and teacher.jacobian_weight):
             return None
-        canonical = self._canonical()
+        canonical = self._canonical
         if canonical is None:
             log.warning("no landmarks in %s: the jacobian term is off", self.data)
             return None
