@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clips", type=int, default=8)
     p.add_argument("--frames", type=int, default=48)
     p.add_argument("--engine", default="auto")
+    p.add_argument("--split", default="test", choices=("test", "train"),
+                   help="driver clips from the held-out split (reported) or the training split (to choose settings on)")
     p.add_argument("--neutral", default="first", choices=("first", "rest"),
                    help="calibrate each pair on the clip's first frame (the app's default) or its most neutral one")
     p.add_argument("--arms", nargs="*", default=list(ARMS), help="arm names (default: all)")
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     data = load_cross_data(args.data, default_avatar_paths(), clips=args.clips, frames=args.frames,
-                           neutral=args.neutral)
+                           split=args.split, neutral=args.neutral)
     engine = create_engine(None, args.engine)
     reports = {}
     for name in args.arms:
@@ -75,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n## {name}\n{reports[name].table()}", flush=True)
     base = reports.get("model alone")
     result = {"data": {"clips": reports[args.arms[0]].clips, "avatars": reports[args.arms[0]].avatars,
-                       "frames": args.frames, "neutral": args.neutral}, "engine": engine.describe(), "arms": {}}
+                       "frames": args.frames, "neutral": args.neutral, "split": args.split}, "engine": engine.describe(), "arms": {}}
     for name, report in reports.items():
         entry = {"settings": vars(ARMS[name]), "summary": report.to_dict()["summary"]}
         if base is not None and report is not base:

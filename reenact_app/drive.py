@@ -92,6 +92,9 @@ class DriveConfig:
     # The keypoint graph's intra-op threads this loop asks the engine for (EngineOptions.keypoint_threads;
     # 0: as many as the animate graph).
     keypoint_threads: int = 0
+    # the expression's picture work on the model's crop; off when the caller composes the crop into a
+    # bigger picture and finishes that instead (`reenact animate --full-frame`: twice was work thrown away)
+    finish_crop: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.depth <= 64:
@@ -187,7 +190,7 @@ def prepare_frames(crops: Iterable[tuple[int, DriverCrop]], session: AnimationSe
 class DrivenFrame:
     index: int
     driver: DriverCrop
-    output: np.ndarray  # uint8 RGB at model size
+    output: np.ndarray  # uint8 RGB at model size (the model's frame alone when DriveConfig.finish_crop is off)
     prepared: PreparedFrame  # its keypoints and expression state (PreparedFrame.finish on a composed picture)
 
 
@@ -213,7 +216,7 @@ def drive(session: AnimationSession, croppers: Croppers, frames: Iterable[np.nda
                 prepared = session.prepare(driver.crop, driver.landmarks)
                 times.keypoints += time.perf_counter() - t0
             t0 = time.perf_counter()
-            output = session.render_prepared(prepared)
+            output = session.render_prepared(prepared, finish=config.finish_crop)
             times.animate += time.perf_counter() - t0
             times.frames += 1
             yield DrivenFrame(index, driver, output, prepared)

@@ -14,8 +14,8 @@ taken relative to the calibrated neutral frame, and imposed on the avatar:
   closure: the lash line comes down and the lid skin above it stretches to follow, as a lid does;
 - brows: an image-space lift moves each brow by the driver's change in brow height (no keypoint sits
   on a brow's motion alone: moving the model's brow keypoints moves the whole forehead).
-  The avatar's lid and brow geometry comes from its face mesh at rest and follows the head through a
-  similarity fitted to the model's upper-face keypoints.
+  The avatar's mouth, lid and brow geometry comes from its face mesh at rest; each feature follows the
+  head through a similarity fitted to the model keypoints around it (the lip keypoints excepted).
 
 Everything here is numpy/OpenCV on keypoints and on the output image, so every engine gets it.
 """
@@ -159,7 +159,9 @@ class AvatarFace:
     upper_lip: int | None  # model keypoint indices
     lower_lip: int | None
     lip_separation: float  # lower minus upper lip keypoint along `down`, keypoint units, at rest
-    anchors: np.ndarray  # indices of the upper-face keypoints that carry the head's similarity
+    # per feature, how much each model keypoint carries it (near keypoints most, the retargeted lip
+    # keypoints not at all): mouth, eyes, brows
+    placement: tuple[np.ndarray, tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
     eyes: tuple[EyeShape, EyeShape]
     brows: tuple[BrowShape, BrowShape]
     mouth: MouthShape
@@ -183,15 +185,26 @@ class AvatarFace:
             lower = near[0]
         kp_down = np.asarray(keypoints, np.float64) @ down
         separation = float(kp_down[lower] - kp_down[upper]) if upper is not None else 0.0
-        eye_line = float(((left + right) / 2.0) @ down)
-        heights = kp_px @ down
-        anchors = np.flatnonzero(heights < eye_line + 0.6 * iod)  # eyes, brows, nose: not jaw or lips
-        if len(anchors) < 2:
-            anchors = np.argsort(heights)[:2]
         eyes = tuple(_eye_shape(lm, idx, -down) for idx in EYES)
         brows = tuple(_brow_shape(lm, idx, -down, iod) for idx in BROWS)
-        return cls(size, Openness.of(lm), iod, down, upper, lower, separation, anchors, eyes,  # type: ignore[arg-type]
-                   brows, _mouth_shape(lm, -down, image))  # type: ignore[arg-type]
+        mouth = _mouth_shape(lm, -down, image)
+        lips = [i for i in (upper, lower) if i is not None]
+        weights = lambda centre: _placement_weights(kp_px, centre, iod, lips)  # noqa: E731
+        placement = (weights(mouth.centre), tuple(weights(e.centre) for e in eyes), tuple(weights(b.centre) for b in brows))
+        return cls(size, Openness.of(lm), iod, down, upper, lower, separation, placement, eyes,  # type: ignore[arg-type]
+                   brows, mouth)  # type: ignore[arg-type]
+
+
+def _placement_weights(kp_px: np.ndarray, centre: np.ndarray, iod: float, exclude: list[int]) -> np.ndarray:
+    """How much each keypoint's motion carries a feature at `centre`: a Gaussian of the distance (sigma
+    half an inter-ocular distance), so a feature goes where the keypoints around it went. One similarity
+    for the whole face put the mouth on the cheek once the model bent a turned head (the generator moves
+    each part with its own keypoints). A small floor lets every other keypoint steady the fit's rotation
+    and scale."""
+    dist = np.linalg.norm(kp_px - centre, axis=1)
+    weights = np.exp(-0.5 * (dist / (0.5 * iod)) ** 2) + 0.02
+    weights[exclude] = 0.0
+    return weights / weights.sum()
 
 
 def _local_axes(a: np.ndarray, b: np.ndarray, up: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -233,15 +246,18 @@ def _eye_shape(lm: np.ndarray, idx: tuple[int, int, int, int], up: np.ndarray) -
                     float(max((top - centre) @ y_axis, 0.5)), float(min((bottom - centre) @ y_axis, -0.5)))
 
 
-def fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares 2x3 similarity (rotation, uniform scale, shift) taking src points to dst points."""
+def fit_similarity(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Least-squares 2x3 similarity (rotation, uniform scale, shift) taking src points to dst points,
+    each point's error weighted by `weights` (default: all alike)."""
     src = np.asarray(src, np.float64)
     dst = np.asarray(dst, np.float64)
-    ms, md = src.mean(0), dst.mean(0)
+    w = np.ones(len(src)) if weights is None else np.asarray(weights, np.float64)
+    w = w / max(float(w.sum()), 1e-12)
+    ms, md = w @ src, w @ dst
     s, d = src - ms, dst - md
-    denom = max(float((s ** 2).sum()), 1e-9)
-    a = float((s * d).sum()) / denom
-    b = float((s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum()) / denom
+    denom = max(float(w @ (s ** 2).sum(1)), 1e-12)
+    a = float(w @ (s * d).sum(1)) / denom
+    b = float(w @ (s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0])) / denom
     rot = np.array([[a, -b], [b, a]])
     return np.concatenate([rot, (md - rot @ ms)[:, None]], 1)
 
@@ -487,15 +503,20 @@ class ExpressionRetargeter:
         if not self.ready() or (max(self._closure) <= 0.0 and not any(self._lift) and self._mouth_gap <= 0.0):
             return image
         av = self.avatar
-        src = (source_keypoints[av.anchors] + 1.0) * av.size / 2.0
-        dst = (driving_keypoints[av.anchors] + 1.0) * av.size / 2.0
-        to_crop = np.concatenate([fit_similarity(src, dst), [[0.0, 0.0, 1.0]]])
+        src = (source_keypoints + 1.0) * av.size / 2.0
+        dst = (driving_keypoints + 1.0) * av.size / 2.0
         if crop_to_image is None:
             crop_to_image = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]) * (image.shape[0] / av.size)
-        to_image = np.asarray(crop_to_image, np.float64) @ to_crop
-        image = open_mouth(image, av.mouth, self._mouth_gap, to_image, self.settings.upper_lip_share)
-        for brow, lift in zip(av.brows, self._lift):
-            image = lift_brow(image, brow, lift, to_image)
-        for eye, closure in zip(av.eyes, self._closure):
-            image = close_eye(image, eye, min(closure, 1.0), to_image)
+        crop_to_image = np.asarray(crop_to_image, np.float64)
+        # each feature where the model moved it: a similarity fitted to the keypoints around it
+        to_image = lambda weights: crop_to_image @ np.concatenate([fit_similarity(src, dst, weights), [[0.0, 0.0, 1.0]]])  # noqa: E731
+        mouth_weights, eye_weights, brow_weights = av.placement
+        if self._mouth_gap > 0.0:
+            image = open_mouth(image, av.mouth, self._mouth_gap, to_image(mouth_weights), self.settings.upper_lip_share)
+        for brow, lift, weights in zip(av.brows, self._lift, brow_weights):
+            if lift:
+                image = lift_brow(image, brow, lift, to_image(weights))
+        for eye, closure, weights in zip(av.eyes, self._closure, eye_weights):
+            if closure > 0.0:
+                image = close_eye(image, eye, min(closure, 1.0), to_image(weights))
         return image

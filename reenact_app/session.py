@@ -188,10 +188,12 @@ class AnimationSession:
         kp = self.driving_keypoints(crop, landmarks, timestamp)
         return PreparedFrame(kp, self.source, copy.copy(self.expression), self.settings.relative)
 
-    def render_prepared(self, frame: PreparedFrame) -> np.ndarray:
-        """The second half of `animate`: the avatar at the prepared keypoints, with its expression."""
+    def render_prepared(self, frame: PreparedFrame, finish: bool = True) -> np.ndarray:
+        """The second half of `animate`: the avatar at the prepared keypoints, with its expression
+        (`finish=False`: the model's frame alone, for a caller that finishes a composed picture)."""
         self.last_keypoints = frame.keypoints
-        return frame.finish(self.engine.animate(frame.source, frame.keypoints))
+        image = self.engine.animate(frame.source, frame.keypoints)
+        return frame.finish(image) if finish else image
 
     def animate(self, crop: np.ndarray, landmarks: np.ndarray | None = None) -> np.ndarray:
         """One driving crop (uint8 RGB at model size) -> animated avatar (uint8 RGB at model size).

@@ -95,6 +95,18 @@ def test_loop_gives_the_one_thread_frames_in_order(engines, avatar, frames, plai
     assert any(warped) and not all(warped)
 
 
+def test_unfinished_crops_are_the_models_frames_and_finish_gives_the_rest(engines, avatar, frames, plain):
+    """`finish_crop=False` (`animate --full-frame`, which finishes the composed picture instead) yields
+    the model's own frames; finishing them with each frame's state gives the finished loop's frames."""
+    import dataclasses
+
+    driven = run_drive(engines[False], avatar, frames, dataclasses.replace(SERIAL, finish_crop=False))
+    finished = [d.prepared.finish(d.output) for d in driven]
+    for image, expected in zip(finished, plain):
+        np.testing.assert_array_equal(image, expected)
+    assert sum(not np.array_equal(d.output, f) for d, f in zip(driven, finished)) > 0
+
+
 def test_pipelined_close_early_stops_the_worker(engines, avatar, frames):
     croppers = make_croppers(True, 256, landmarks=True)
     driven = drive(new_session(engines[True], avatar), croppers, frames, 25.0, StageTimes(), PIPELINED)

@@ -62,6 +62,11 @@ def test_similarity_fit_recovers_a_known_transform():
     m = fit_similarity(src, src @ rot.T + shift)
     np.testing.assert_allclose(m[:, :2], rot, atol=1e-9)
     np.testing.assert_allclose(m[:, 2], shift, atol=1e-9)
+    moved = src @ rot.T + shift
+    moved[:2] += 40.0  # points that went elsewhere do not pull a fit that weighs them zero
+    weighted = fit_similarity(src, moved, np.array([0, 0, 1, 1, 2, 1.0]))
+    np.testing.assert_allclose(weighted, m, atol=1e-9)
+    assert not np.allclose(fit_similarity(src, moved), m, atol=1e-3)
 
 
 def _synthetic_eye(avatar_landmarks: np.ndarray):
@@ -173,7 +178,11 @@ def test_avatar_lip_keypoints_found(engine, avatar):
     assert face is not None and face.upper_lip is not None and face.lower_lip is not None
     kp = session.source.keypoints.value
     assert kp[face.upper_lip] @ face.down <= kp[face.lower_lip] @ face.down
-    assert set(face.anchors).isdisjoint({face.upper_lip, face.lower_lip})
+    mouth_weights, eye_weights, _ = face.placement
+    for weights in (mouth_weights, *eye_weights):  # the retargeted lips never carry a feature's placement
+        assert weights[face.upper_lip] == 0 and weights[face.lower_lip] == 0 and np.isclose(weights.sum(), 1.0)
+    nearest_eye_kp = int(np.argmin(np.linalg.norm((kp + 1) * face.size / 2 - face.eyes[0].centre, axis=1)))
+    assert int(np.argmax(eye_weights[0])) == nearest_eye_kp  # an eye follows the keypoint on it
 
 
 def test_retargeting_is_identity_at_the_neutral_frame(engine, avatar, driver):

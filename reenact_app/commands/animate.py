@@ -8,6 +8,7 @@ overlap they may add up to more than the wall time.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import time
 
@@ -87,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     full_frame = _full_frame(args, engine, avatar, size, croppers.kind == "face tracker")
     if full_frame is not None:
         engine, compositor = full_frame
+        loop = dataclasses.replace(loop, finish_crop=False)  # the expression is drawn on the full picture
     session = AnimationSession(engine, MotionSettings(relative=args.relative, adapt_scale=args.adapt_scale),
                                expression)
     avatar_crop = croppers.avatar(avatar)
@@ -104,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
             noticed = False
             for frame in driven:
                 t0 = time.perf_counter()
-                if full_frame:  # the blink's lid warp again, on the full picture the crop went into
+                if full_frame:  # the expression's picture work on the full picture the crop went into
                     writer.write(frame.prepared.finish(compositor.compose(engine.last),
                                                        cv2.invertAffineTransform(compositor.matrix)))
                 else:
