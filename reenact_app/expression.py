@@ -11,7 +11,8 @@ taken relative to the calibrated neutral frame, and imposed on the avatar:
   the generator draws the opened mouth, and the picture shows it too: lips parted, the jaw dropped,
   the dark inside drawn;
 - eyes: an image-space lid warp on the model's output closes each eye by the driver's relative eye
-  closure: the lash line comes down and the lid skin above it stretches to follow, as a lid does;
+  closure: the lash line comes down and the lid skin above it stretches to follow, as a lid does; an
+  eye opened wide raises the lid instead;
 - brows: an image-space lift moves each brow by the driver's change in brow height (no keypoint sits
   on a brow's motion alone: moving the model's brow keypoints moves the whole forehead).
   The avatar's mouth, lid and brow geometry comes from its face mesh at rest; each feature follows the
@@ -23,6 +24,7 @@ Everything here is numpy/OpenCV on keypoints and on the output image, so every e
 from __future__ import annotations
 
 import logging
+from collections import deque
 from dataclasses import dataclass
 
 import cv2
@@ -73,6 +75,10 @@ class ExpressionSettings:
     upper_lip_share: float = 0.3  # the jaw drops: the lower lip takes the larger part of the opening
     brow_dead_zone: float = 0.01  # brow-height changes below this (in inter-ocular distances) are noise
     eye_open_forget: float = 0.02  # per frame: how fast the remembered open-eye level follows the present
+    # eyes opened wide (surprise, fear): the upper lid rises by the driver's widening beyond the dead zone,
+    # at most this share of the eye's height (the picture above the eye has no more eye to show)
+    eye_widen_limit: float = 0.3
+    eye_usual_frames: int = 75  # widening is against the median eye opening of this many recent open frames
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.strength <= 3.0:
@@ -352,6 +358,29 @@ def close_eye(image: np.ndarray, eye: EyeShape, closure: float, to_image: np.nda
     return patch.pasted(image, np.clip(region + 0.5, 0, 255).astype(image.dtype))
 
 
+def widen_eye(image: np.ndarray, eye: EyeShape, rise: float, to_image: np.ndarray) -> np.ndarray:
+    """Open `eye` wider: its upper lid rises by `rise` eye heights (below LID_MARGIN + LID_SKIN), the
+    opening below stretching to follow and the lid skin above folding up under the crease, which stays
+    (the mirror of `close_eye`'s lid); the lower lid and the corners stay."""
+    height = eye.upper - eye.lower
+    patch = _Patch.around(image, to_image, eye.centre, eye.x_axis, eye.y_axis, eye.half_width, eye.upper + height)
+    if rise <= 0.0 or patch is None:
+        return image
+    k, v = patch.scale, patch.v
+    h = height * k
+    profile = np.clip(1.0 - (patch.u / (eye.half_width * k)) ** 2, 0.0, 1.0)
+    lid, lower = eye.upper * k * profile, eye.lower * k * profile
+    new_lid = lid + min(rise, LID_MARGIN + LID_SKIN - 0.05) * h * profile
+    top = lid + (LID_MARGIN + LID_SKIN) * h
+    # each pixel shows the picture at `source`: the opening [lower, lid] drawn over [lower, new_lid], the
+    # lid skin [lid, top] over [new_lid, top]
+    below = lower + (v - lower) * (lid - lower) / np.maximum(new_lid - lower, 1e-3)
+    above = lid + (v - new_lid) * (top - lid) / np.maximum(top - new_lid, 1e-3)
+    source = np.where((v > lower) & (v <= new_lid), below, np.where((v > new_lid) & (v < top), above, v))
+    dv = cv2.GaussianBlur(np.where(profile > 0, source - v, 0.0).astype(np.float32), (0, 0), 0.7)
+    return patch.pasted(image, patch.sample_shifted(image, dv))
+
+
 def lift_brow(image: np.ndarray, brow: BrowShape, lift: float, to_image: np.ndarray) -> np.ndarray:
     """Move `brow` up by `lift` avatar-crop pixels (down when negative): a smooth bump of displacement,
     full at the brow and fading over `brow.reach` above and below it and past its ends, so the skin
@@ -423,6 +452,7 @@ class ExpressionRetargeter:
         self._mouth_gap = 0.0  # this frame's lip parting drawn in the picture, avatar-crop pixels
         self._rest_mouth = 0.0  # the driver's adapted baseline (see _update_baseline)
         self._open_eyes = (0.0, 0.0)
+        self._recent_eyes: deque[tuple[float, float]] = deque()  # for widening (see _update_baseline)
 
     def set_avatar(self, landmarks: np.ndarray | None, keypoints: np.ndarray, size: int,
                    image: np.ndarray | None = None) -> None:
@@ -435,12 +465,16 @@ class ExpressionRetargeter:
         if self.reference is not None:
             self._rest_mouth = self.reference.mouth
             self._open_eyes = self.reference.eyes
+            self._recent_eyes = deque([self.reference.eyes], maxlen=self.settings.eye_usual_frames)
 
     def _update_baseline(self, now: Openness) -> None:
         """The driver's rest, adapted: calibration often catches a mouth mid-word or eyes mid-blink (and
         a live user talks while pressing C), so the mouth's rest is the most closed it has been since
         calibration, and the eyes' open level the widest recent one (a slowly forgetting maximum, so one
-        surprised stare does not make every later frame look half shut)."""
+        surprised stare does not make every later frame look half shut). Widening is measured against
+        the usual opening: the (upper) median of the calibration's and the last few seconds' frames that
+        were no blink, so a calibration caught mid-blink is outvoted by the first open frame, and a stare
+        held for seconds becomes the usual and fades."""
         cfg = self.settings
         self._rest_mouth = min(self._rest_mouth, now.mouth)
         self._open_eyes = tuple(
@@ -460,8 +494,12 @@ class ExpressionRetargeter:
         cfg, av = self.settings, self.avatar
         now = Openness.of(landmarks)
         self._update_baseline(now)
-        if cfg.eyes:
-            self._closure = tuple(self._eye_closure(n, o) for n, o in zip(now.eyes, self._open_eyes))
+        if cfg.eyes:  # > 0: lowered lids; < 0: lids raised (eyes opened wide)
+            closure = [self._eye_closure(n, o) for n, o in zip(now.eyes, self._open_eyes)]
+            if not any(closure):
+                self._recent_eyes.append(now.eyes)
+            usual = np.sort(np.asarray(self._recent_eyes), axis=0)[len(self._recent_eyes) // 2]  # upper median
+            self._closure = tuple(c or -self._eye_widening(n, u) for c, n, u in zip(closure, now.eyes, usual))
         if cfg.brows:
             self._lift = tuple(self._brow_lift(n, r) for n, r in zip(now.brows, self.reference.brows))
         if not cfg.mouth:
@@ -495,12 +533,18 @@ class ExpressionRetargeter:
         full = 1.0 - cfg.eye_closed_ratio
         return float(np.clip((drop - cfg.eye_dead_zone) / (full - cfg.eye_dead_zone), 0.0, 1.0) * cfg.strength)
 
+    def _eye_widening(self, now: float, usual: float) -> float:
+        """How far the upper lid rises, in eye heights: the driver's eye aspect over its usual one."""
+        cfg = self.settings
+        rise = now / max(usual, 1e-6) - 1.0
+        return float(min(max(rise - cfg.eye_dead_zone, 0.0) * cfg.strength, cfg.eye_widen_limit))
+
     def finish(self, image: np.ndarray, source_keypoints: np.ndarray, driving_keypoints: np.ndarray,
                crop_to_image: np.ndarray | None = None) -> np.ndarray:
         """The output with this frame's picture work applied (mouth opened, brows lifted, lids lowered).
         `image` is the model's crop (default) or any picture the crop was composed into: `crop_to_image`
         (2x3) maps model-crop pixels to its pixels (the full-resolution portrait, the paste-back)."""
-        if not self.ready() or (max(self._closure) <= 0.0 and not any(self._lift) and self._mouth_gap <= 0.0):
+        if not self.ready() or (not any(self._closure) and not any(self._lift) and self._mouth_gap <= 0.0):
             return image
         av = self.avatar
         src = (source_keypoints + 1.0) * av.size / 2.0
@@ -519,4 +563,6 @@ class ExpressionRetargeter:
         for eye, closure, weights in zip(av.eyes, self._closure, eye_weights):
             if closure > 0.0:
                 image = close_eye(image, eye, min(closure, 1.0), to_image(weights))
+            elif closure < 0.0:
+                image = widen_eye(image, eye, -closure, to_image(weights))
         return image

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from reenact_app.expression import (
-    JAW_NECK, AvatarFace, BrowShape, ExpressionRetargeter, ExpressionSettings, MouthShape, Openness, close_eye,
-    fit_similarity, lift_brow, open_mouth,
+    EYES, JAW_NECK, AvatarFace, BrowShape, ExpressionRetargeter, ExpressionSettings, MouthShape, Openness,
+    close_eye, fit_similarity, lift_brow, open_mouth, widen_eye,
 )
 from reenact_common.errors import ConfigError
 
@@ -227,6 +227,39 @@ def test_calibrated_mid_word_and_mid_blink_the_baseline_adapts(engine, avatar, d
     blink.driving_keypoints(driver[NEUTRAL].crop, driver[NEUTRAL].landmarks)  # eyes seen open
     blink.driving_keypoints(driver[BLINK].crop, driver[BLINK].landmarks)
     assert min(blink.expression._closure) > 0.5
+    blink.driving_keypoints(driver[NEUTRAL].crop, driver[NEUTRAL].landmarks)
+    assert min(blink.expression._closure) == 0.0  # open eyes after a mid-blink calibration are not "wide"
+
+
+def _eyes_opened_wide(landmarks: np.ndarray, by: float) -> np.ndarray:
+    """The face mesh with both upper lid centres raised by `by` of each eye's lid gap."""
+    wide = landmarks.copy()
+    for _, _, upper, lower in EYES:
+        wide[upper] += by * (landmarks[upper] - landmarks[lower])
+    return wide
+
+
+def test_eyes_opened_wide_raise_the_lids_until_the_stare_is_usual(avatar, driver):
+    crop, mesh = avatar
+    keypoints = mesh[[33, 263, 105, 334, 1, 61, 291, 13, 14, 152]] / 128.0 - 1.0  # the avatar held still
+    retargeter = ExpressionRetargeter(ExpressionSettings())
+    retargeter.set_avatar(mesh, keypoints, 256, crop)
+    neutral = driver[NEUTRAL].landmarks
+    retargeter.set_reference(neutral)
+    retargeter.adjust_keypoints(keypoints, neutral)
+    assert retargeter._closure == (0.0, 0.0)
+    wide = _eyes_opened_wide(neutral, 0.3)
+    retargeter.adjust_keypoints(keypoints, wide)
+    assert all(-0.3 <= c < -0.15 for c in retargeter._closure), retargeter._closure  # beyond the dead zone
+    picture = retargeter.finish(crop, keypoints, keypoints)
+    for eye in retargeter.avatar.eyes:  # the picture changes at the eyes
+        (cx, cy), r = eye.centre.astype(int), int(eye.half_width)
+        assert np.abs(picture[cy - r: cy + r, cx - r: cx + r].astype(int) - crop[cy - r: cy + r, cx - r: cx + r]).max() > 30
+    for _ in range(60):  # held for a few seconds, the stare becomes the usual opening
+        retargeter.adjust_keypoints(keypoints, wide)
+    assert retargeter._closure == (0.0, 0.0)
+    retargeter.adjust_keypoints(keypoints, driver[BLINK].landmarks)
+    assert min(retargeter._closure) > 0.5  # and a blink still shuts them
 
 
 def test_no_avatar_mesh_means_no_retargeting(engine, avatar, driver):
@@ -268,19 +301,23 @@ def faces():
 
 def test_shut_lids_read_as_closed_by_an_independent_landmarker(faces, clips_dir: Path):
     """dlib (not the face mesh that drives the lids) reads each default avatar's eyes as less open when
-    the lids are lowered most of the way, and clearly less open on average."""
+    the lids are lowered most of the way, and clearly less open on average; as more open when raised."""
     from reenact_app.cross_eval import _load_avatar, default_avatar_paths
     from training.expression_metrics import observe_sequence
 
     identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-    opened, lowered = [], []
+    opened, lowered, widened = [], [], []
     for path in default_avatar_paths():
         avatar = _load_avatar(path, 256, faces)
         face = AvatarFace.measure(avatar.mesh, np.zeros((10, 2)), 256, avatar.crop)
-        shut = avatar.crop
+        shut, wide = avatar.crop, avatar.crop
         for eye in face.eyes:
             shut = close_eye(shut, eye, 0.6, identity)
+            wide = widen_eye(wide, eye, 0.3, identity)
         opened.append(avatar.track.features["eyes"][0])
         lowered.append(observe_sequence(faces, [shut], fallback_box=avatar.box).features["eyes"][0])
+        widened.append(observe_sequence(faces, [wide], fallback_box=avatar.box).features["eyes"][0])
     assert all(b < a for a, b in zip(opened, lowered)), (opened, lowered)
     assert np.mean(lowered) < 0.8 * np.mean(opened)
+    assert all(c > a for a, c in zip(opened, widened)), (opened, widened)  # and raised, more open
+    assert np.mean(widened) > 1.05 * np.mean(opened)
