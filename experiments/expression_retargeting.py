@@ -6,12 +6,14 @@ Each arm is paired per (clip, avatar) against the model alone: mean difference o
 error and how many pairs improved, for mouth and eyes.
 
     python -m experiments.expression_retargeting --data prepared/shared256 --clips 8 --frames 48 \
-        --strip docs/cross-identity-strip.jpg
+        --arms "model alone" "retargeting (default)" --strip docs/cross-identity-strip.jpg
     python -m experiments.expression_retargeting --data prepared/shared256 --clips 8 --frames 48 \
         --neutral rest --arms "model alone" "retargeting (default)" \
         --json experiments/results/expression-retargeting-rest.json
     python -m experiments.expression_retargeting --data prepared/shared256 --neutral rest --clips 8 --frames 48 \
         --arms "eye mapping: shut at 0.5, dead zone 0.12" ... --json eye-mapping.json   # the eye rows
+    python -m experiments.expression_retargeting --data prepared/shared256 --split train --clips 12 \
+        --neutral rest --arms "model alone" "retargeting (default)" --json train.json   # to choose settings on
 """
 
 from __future__ import annotations
