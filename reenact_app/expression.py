@@ -83,6 +83,11 @@ class ExpressionSettings:
     def __post_init__(self) -> None:
         if not 0.0 <= self.strength <= 3.0:
             raise ConfigError(f"expression strength must be between 0 and 3, got {self.strength}")
+        if not 0.0 <= self.eye_widen_limit < LID_MARGIN + LID_SKIN:
+            raise ConfigError(f"eye_widen_limit must be at least 0 and below {LID_MARGIN + LID_SKIN}, "
+                              f"got {self.eye_widen_limit}")
+        if self.eye_usual_frames < 1:
+            raise ConfigError(f"eye_usual_frames must be at least 1, got {self.eye_usual_frames}")
 
     @property
     def active(self) -> bool:
@@ -196,7 +201,8 @@ class AvatarFace:
         mouth = _mouth_shape(lm, -down, image)
         lips = [i for i in (upper, lower) if i is not None]
         weights = lambda centre: _placement_weights(kp_px, centre, iod, lips)  # noqa: E731
-        placement = (weights(mouth.centre), tuple(weights(e.centre) for e in eyes), tuple(weights(b.centre) for b in brows))
+        placement = (weights(mouth.centre), tuple(weights(e.centre) for e in eyes),
+                     tuple(weights(b.centre) for b in brows))
         return cls(size, Openness.of(lm), iod, down, upper, lower, separation, placement, eyes,  # type: ignore[arg-type]
                    brows, mouth)  # type: ignore[arg-type]
 
@@ -552,8 +558,11 @@ class ExpressionRetargeter:
         if crop_to_image is None:
             crop_to_image = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]) * (image.shape[0] / av.size)
         crop_to_image = np.asarray(crop_to_image, np.float64)
-        # each feature where the model moved it: a similarity fitted to the keypoints around it
-        to_image = lambda weights: crop_to_image @ np.concatenate([fit_similarity(src, dst, weights), [[0.0, 0.0, 1.0]]])  # noqa: E731
+
+        def to_image(weights: np.ndarray) -> np.ndarray:
+            """Each feature where the model moved it: a similarity fitted to the keypoints around it."""
+            return crop_to_image @ np.concatenate([fit_similarity(src, dst, weights), [[0.0, 0.0, 1.0]]])
+
         mouth_weights, eye_weights, brow_weights = av.placement
         if self._mouth_gap > 0.0:
             image = open_mouth(image, av.mouth, self._mouth_gap, to_image(mouth_weights), self.settings.upper_lip_share)

@@ -153,6 +153,9 @@ def test_strength_is_bounded():
     with pytest.raises(ConfigError):
         ExpressionSettings(strength=5.0)
     assert not ExpressionSettings(strength=0.0).active
+    for bad in ({"eye_widen_limit": 0.8}, {"eye_usual_frames": 0}):  # a lid above its crease; no history
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            ExpressionSettings(**bad)
 
 
 @pytest.fixture(scope="module")
@@ -254,7 +257,8 @@ def test_eyes_opened_wide_raise_the_lids_until_the_stare_is_usual(avatar, driver
     picture = retargeter.finish(crop, keypoints, keypoints)
     for eye in retargeter.avatar.eyes:  # the picture changes at the eyes
         (cx, cy), r = eye.centre.astype(int), int(eye.half_width)
-        assert np.abs(picture[cy - r: cy + r, cx - r: cx + r].astype(int) - crop[cy - r: cy + r, cx - r: cx + r]).max() > 30
+        box = (slice(cy - r, cy + r), slice(cx - r, cx + r))
+        assert np.abs(picture[box].astype(int) - crop[box]).max() > 30
     for _ in range(60):  # held for a few seconds, the stare becomes the usual opening
         retargeter.adjust_keypoints(keypoints, wide)
     assert retargeter._closure == (0.0, 0.0)
