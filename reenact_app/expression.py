@@ -140,7 +140,9 @@ class BrowShape:
     x_axis: np.ndarray  # unit (2,), along the brow
     y_axis: np.ndarray  # unit (2,), "up" on the face
     half_width: float
-    reach: float  # how far above and below the brow the lift fades out (pixels)
+    reach: float  # how far above the brow the lift fades out (pixels)
+    above_eye: float  # the brow's height above its eye's upper lid (pixels): below the brow the lift
+    # fades out by there, so the skin between stretches and the eye stays
 
 
 @dataclass(frozen=True)
@@ -197,7 +199,7 @@ class AvatarFace:
         kp_down = np.asarray(keypoints, np.float64) @ down
         separation = float(kp_down[lower] - kp_down[upper]) if upper is not None else 0.0
         eyes = tuple(_eye_shape(lm, idx, -down) for idx in EYES)
-        brows = tuple(_brow_shape(lm, idx, -down, iod) for idx in BROWS)
+        brows = tuple(_brow_shape(lm, idx, -down, iod, eye) for idx, eye in zip(BROWS, eyes))
         mouth = _mouth_shape(lm, -down, image)
         lips = [i for i in (upper, lower) if i is not None]
         weights = lambda centre: _placement_weights(kp_px, centre, iod, lips)  # noqa: E731
@@ -243,11 +245,13 @@ def _mouth_shape(lm: np.ndarray, up: np.ndarray, image: np.ndarray | None) -> Mo
                       interior)  # type: ignore[arg-type]
 
 
-def _brow_shape(lm: np.ndarray, idx: tuple[int, ...], up: np.ndarray, iod: float) -> BrowShape:
+def _brow_shape(lm: np.ndarray, idx: tuple[int, ...], up: np.ndarray, iod: float, eye: EyeShape) -> BrowShape:
     points = lm[list(idx)]
     x_axis, y_axis = _local_axes(points[0], points[-1], up)
-    return BrowShape(points.mean(0), x_axis, y_axis, float(np.linalg.norm(points[-1] - points[0]) / 2.0),
-                     0.3 * iod)
+    centre = points.mean(0)
+    above_eye = float((centre - (eye.centre + eye.upper * eye.y_axis)) @ y_axis)
+    return BrowShape(centre, x_axis, y_axis, float(np.linalg.norm(points[-1] - points[0]) / 2.0),
+                     0.3 * iod, max(above_eye, 0.1 * iod))
 
 
 def _eye_shape(lm: np.ndarray, idx: tuple[int, int, int, int], up: np.ndarray) -> EyeShape:
@@ -389,14 +393,20 @@ def widen_eye(image: np.ndarray, eye: EyeShape, rise: float, to_image: np.ndarra
 
 def lift_brow(image: np.ndarray, brow: BrowShape, lift: float, to_image: np.ndarray) -> np.ndarray:
     """Move `brow` up by `lift` avatar-crop pixels (down when negative): a smooth bump of displacement,
-    full at the brow and fading over `brow.reach` above and below it and past its ends, so the skin
-    stretches and the eye below moves a little with it, as a raised brow does."""
-    sx, sy = 1.3 * brow.half_width, brow.reach
+    full along the brow, fading over `brow.reach` above it and past its ends, and below it by the upper
+    lid, so the lid skin between stretches (or folds) and the eye stays, as with a raised brow. (A bump
+    that also faded over `reach` below moved the eye half as far as the brow: dlib then read a brow
+    change of a third of the lift, and an eye opening with it.)"""
+    lift = float(np.clip(lift, -0.6 * brow.above_eye, 0.6 * brow.above_eye))  # no fold below the brow
+    sx, sy = 1.6 * brow.half_width, brow.reach
     extent = 2.5 * max(sx, sy) + abs(lift)
     patch = _Patch.around(image, to_image, brow.centre, brow.x_axis, brow.y_axis, extent, extent)
     if lift == 0.0 or patch is None:
         return image
-    bump = np.exp(-((patch.u / (sx * patch.scale)) ** 2 + (patch.v / (sy * patch.scale)) ** 2))
+    k, v = patch.scale, patch.v
+    t = np.clip(-v / (brow.above_eye * k), 0.0, 1.0)
+    across = np.where(v >= 0, np.exp(-(v / (sy * k)) ** 2), (1.0 - t ** 2) ** 2)
+    bump = np.exp(-(patch.u / (sx * k)) ** 2) * across
     # each output pixel samples the picture `lift` below it (scaled by the bump): content moves up
     return patch.pasted(image, patch.sample_shifted(image, -lift * patch.scale * bump))
 

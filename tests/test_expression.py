@@ -120,7 +120,7 @@ def test_lid_warp_follows_the_head(avatar):
 def test_brow_lift_moves_the_brow_by_the_lift_and_nothing_far_away():
     image = np.full((256, 256, 3), 200, np.uint8)
     image[100:104, 90:170] = 0  # a dark brow, 4 px thick, centre row 101.5
-    brow = BrowShape(np.array([130.0, 101.5]), np.array([1.0, 0.0]), np.array([0.0, -1.0]), 40.0, 20.0)
+    brow = BrowShape(np.array([130.0, 101.5]), np.array([1.0, 0.0]), np.array([0.0, -1.0]), 40.0, 20.0, 20.0)
     identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     assert np.array_equal(lift_brow(image, brow, 0.0, identity), image)
     for lift in (6.0, -6.0):
@@ -130,6 +130,10 @@ def test_brow_lift_moves_the_brow_by_the_lift_and_nothing_far_away():
         assert abs(dark_rows.mean() - (101.5 - lift)) < 1.0  # image y grows downwards: up is -y
     far = lift_brow(image, brow, 6.0, identity)
     assert np.array_equal(far[200:], image[200:]) and np.array_equal(far[:, :10], image[:, :10])
+    eye = image.copy()
+    eye[122:126, 110:150] = 0  # the eye, under its upper lid (20 px below the brow, where the lift ends)
+    for lift in (6.0, -6.0):  # the brow moves, the eye under it stays
+        np.testing.assert_array_equal(lift_brow(eye, brow, lift, identity)[122:130], eye[122:130])
 
 
 def test_mouth_opening_draws_a_dark_inside_between_parted_lips(avatar):
