@@ -296,6 +296,8 @@ class _Patch:
                y_axis: np.ndarray, along: float, across: float) -> "_Patch | None":
         """`along` / `across`: half-extents in avatar-crop pixels; None when it falls outside the picture."""
         scale = float(np.hypot(to_image[0, 0], to_image[1, 0]))
+        if not (np.isfinite(to_image).all() and scale > 1e-3):  # keypoints collapsed onto one point
+            return None
         c = to_image[:, :2] @ centre + to_image[:, 2]
         xa = to_image[:, :2] @ x_axis / scale
         ya = to_image[:, :2] @ y_axis / scale

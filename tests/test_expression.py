@@ -263,6 +263,8 @@ def test_eyes_opened_wide_raise_the_lids_until_the_stare_is_usual(avatar, driver
         (cx, cy), r = eye.centre.astype(int), int(eye.half_width)
         box = (slice(cy - r, cy + r), slice(cx - r, cx + r))
         assert np.abs(picture[box].astype(int) - crop[box]).max() > 30
+    collapsed = np.zeros_like(keypoints)  # a model whose keypoints collapsed: no warp, no crash
+    assert np.array_equal(retargeter.finish(crop, keypoints, collapsed), crop)
     for _ in range(60):  # held for a few seconds, the stare becomes the usual opening
         retargeter.adjust_keypoints(keypoints, wide)
     assert retargeter._closure == (0.0, 0.0)
