@@ -401,8 +401,9 @@ def lift_brow(image: np.ndarray, brow: BrowShape, lift: float, to_image: np.ndar
     change of a third of the lift, and an eye opening with it.)"""
     lift = float(np.clip(lift, -0.6 * brow.above_eye, 0.6 * brow.above_eye))  # no fold below the brow
     sx, sy = 1.6 * brow.half_width, brow.reach
-    extent = 2.5 * max(sx, sy) + abs(lift)
-    patch = _Patch.around(image, to_image, brow.centre, brow.x_axis, brow.y_axis, extent, extent)
+    # the bump is below 2 % past 2 sx along the brow and 2 sy above it, and ends at the lid below it
+    along, across = 2.0 * sx + abs(lift), max(2.0 * sy, brow.above_eye) + abs(lift)
+    patch = _Patch.around(image, to_image, brow.centre, brow.x_axis, brow.y_axis, along, across)
     if lift == 0.0 or patch is None:
         return image
     k, v = patch.scale, patch.v
