@@ -324,6 +324,26 @@ class _Patch:
         return out
 
 
+def _eye_patch(image: np.ndarray, eye: EyeShape, to_image: np.ndarray) -> "_Patch | None":
+    """The eye and its lid up to the crease (an eye's height above the upper lid), as `image` shows it."""
+    height = eye.upper - eye.lower
+    return _Patch.around(image, to_image, eye.centre, eye.x_axis, eye.y_axis, eye.half_width, eye.upper + height)
+
+
+def _stretch(v: np.ndarray, at: np.ndarray, new: np.ndarray, fixed: np.ndarray) -> np.ndarray:
+    """Where each v between `new` and `fixed` samples the picture: the stretch of skin that ran from `at`
+    to `fixed` and now runs from `new` to `fixed` (a lid margin moved, the crease or the corner held)."""
+    span = fixed - new
+    return at + (v - new) * (fixed - at) / np.where(np.abs(span) > 1e-3, span, 1e-3)
+
+
+def _shifted_lids(image: np.ndarray, patch: "_Patch", source: np.ndarray, profile: np.ndarray) -> np.ndarray:
+    """The patch with each pixel showing the picture at `source` (up the face), inside the eye's span;
+    the displacement slightly blurred, so a lash line is drawn smooth, not stepped at the pixel grid."""
+    dv = cv2.GaussianBlur(np.where(profile > 0, source - patch.v, 0.0).astype(np.float32), (0, 0), 0.7)
+    return patch.sample_shifted(image, dv)
+
+
 def close_eye(image: np.ndarray, eye: EyeShape, closure: float, to_image: np.ndarray) -> np.ndarray:
     """Close `eye` by `closure` (0 open as at rest, 1 shut), in place of a copy.
 
@@ -333,12 +353,11 @@ def close_eye(image: np.ndarray, eye: EyeShape, closure: float, to_image: np.nda
     the newly covered lid takes on the skin's colour (a shut lid catches the light). Stretching the whole
     lid and crease over the eye instead draws a second, eye-like dark line across a shut eye, which dlib
     still reads as open. The warp is the identity at the corners."""
-    height = eye.upper - eye.lower
-    patch = _Patch.around(image, to_image, eye.centre, eye.x_axis, eye.y_axis, eye.half_width, eye.upper + height)
+    patch = _eye_patch(image, eye, to_image)
     if closure <= 0.0 or patch is None:
         return image
     k, v, c = patch.scale, patch.v, min(closure, 1.0)
-    w, up, low, h = eye.half_width * k, eye.upper * k, eye.lower * k, height * k
+    w, up, low, h = eye.half_width * k, eye.upper * k, eye.lower * k, (eye.upper - eye.lower) * k
     margin = max(LID_MARGIN * h, 1.0)  # half-height of a lash line carried whole
     band = LID_SKIN * h  # lid skin beyond each margin that stretches over the eye
     profile = np.clip(1.0 - (patch.u / w) ** 2, 0.0, 1.0)
@@ -352,14 +371,11 @@ def close_eye(image: np.ndarray, eye: EyeShape, closure: float, to_image: np.nda
     on_lid = (v > new_lid + margin) & (v < top)
     on_lower_margin = (v >= new_lower - margin) & (v <= new_lower + margin)
     on_lower_lid = (v < new_lower - margin) & (v > bottom)
-    stretch = lambda at, new, fixed: at + (v - new) * (fixed - at) / np.where(np.abs(fixed - new) > 1e-3, fixed - new, 1e-3)  # noqa: E731
     source = np.select(
         [on_margin, on_lid, on_lower_margin, on_lower_lid],
-        [v + drop, stretch(lid + margin, new_lid + margin, top), v - rise,
-         stretch(lower_lid - margin, new_lower - margin, bottom)], v)
-    # a slightly blurred displacement draws the lash line smooth instead of stepped at the pixel grid
-    dv = cv2.GaussianBlur(np.where(profile > 0, source - v, 0.0).astype(np.float32), (0, 0), 0.7)
-    region = patch.sample_shifted(image, dv).astype(np.float32)
+        [v + drop, _stretch(v, lid + margin, new_lid + margin, top), v - rise,
+         _stretch(v, lower_lid - margin, new_lower - margin, bottom)], v)
+    region = _shifted_lids(image, patch, source, profile).astype(np.float32)
     x0, y0, x1, y1 = patch.box
     cheek = (np.abs(patch.u) < 0.5 * w) & (v < low - 0.5 * h) & (v > low - 1.0 * h)
     if cheek.any():
@@ -374,23 +390,20 @@ def widen_eye(image: np.ndarray, eye: EyeShape, rise: float, to_image: np.ndarra
     """Open `eye` wider: its upper lid rises by `rise` eye heights (below LID_MARGIN + LID_SKIN), the
     opening below stretching to follow and the lid skin above folding up under the crease, which stays
     (the mirror of `close_eye`'s lid); the lower lid and the corners stay."""
-    height = eye.upper - eye.lower
-    patch = _Patch.around(image, to_image, eye.centre, eye.x_axis, eye.y_axis, eye.half_width, eye.upper + height)
+    patch = _eye_patch(image, eye, to_image)
     if rise <= 0.0 or patch is None:
         return image
     k, v = patch.scale, patch.v
-    h = height * k
+    h = (eye.upper - eye.lower) * k
     profile = np.clip(1.0 - (patch.u / (eye.half_width * k)) ** 2, 0.0, 1.0)
     lid, lower = eye.upper * k * profile, eye.lower * k * profile
     new_lid = lid + min(rise, LID_MARGIN + LID_SKIN - 0.05) * h * profile
     top = lid + (LID_MARGIN + LID_SKIN) * h
     # each pixel shows the picture at `source`: the opening [lower, lid] drawn over [lower, new_lid], the
     # lid skin [lid, top] over [new_lid, top]
-    below = lower + (v - lower) * (lid - lower) / np.maximum(new_lid - lower, 1e-3)
-    above = lid + (v - new_lid) * (top - lid) / np.maximum(top - new_lid, 1e-3)
-    source = np.where((v > lower) & (v <= new_lid), below, np.where((v > new_lid) & (v < top), above, v))
-    dv = cv2.GaussianBlur(np.where(profile > 0, source - v, 0.0).astype(np.float32), (0, 0), 0.7)
-    return patch.pasted(image, patch.sample_shifted(image, dv))
+    source = np.where((v > lower) & (v <= new_lid), _stretch(v, lid, new_lid, lower),
+                      np.where((v > new_lid) & (v < top), _stretch(v, lid, new_lid, top), v))
+    return patch.pasted(image, _shifted_lids(image, patch, source, profile))
 
 
 def lift_brow(image: np.ndarray, brow: BrowShape, lift: float, to_image: np.ndarray) -> np.ndarray:
@@ -408,8 +421,8 @@ def lift_brow(image: np.ndarray, brow: BrowShape, lift: float, to_image: np.ndar
         return image
     k, v = patch.scale, patch.v
     t = np.clip(-v / (brow.above_eye * k), 0.0, 1.0)
-    across = np.where(v >= 0, np.exp(-(v / (sy * k)) ** 2), (1.0 - t ** 2) ** 2)
-    bump = np.exp(-(patch.u / (sx * k)) ** 2) * across
+    vertical = np.where(v >= 0, np.exp(-(v / (sy * k)) ** 2), (1.0 - t ** 2) ** 2)
+    bump = np.exp(-(patch.u / (sx * k)) ** 2) * vertical
     # each output pixel samples the picture `lift` below it (scaled by the bump): content moves up
     return patch.pasted(image, patch.sample_shifted(image, -lift * patch.scale * bump))
 
@@ -490,10 +503,7 @@ class ExpressionRetargeter:
         """The driver's rest, adapted: calibration often catches a mouth mid-word or eyes mid-blink (and
         a live user talks while pressing C), so the mouth's rest is the most closed it has been since
         calibration, and the eyes' open level the widest recent one (a slowly forgetting maximum, so one
-        surprised stare does not make every later frame look half shut). Widening is measured against
-        the usual opening: the (upper) median of the calibration's and the last few seconds' frames that
-        were no blink, so a calibration caught mid-blink is outvoted by the first open frame, and a stare
-        held for seconds becomes the usual and fades."""
+        surprised stare does not make every later frame look half shut)."""
         cfg = self.settings
         self._rest_mouth = min(self._rest_mouth, now.mouth)
         self._open_eyes = tuple(
@@ -515,9 +525,7 @@ class ExpressionRetargeter:
         self._update_baseline(now)
         if cfg.eyes:  # > 0: lowered lids; < 0: lids raised (eyes opened wide)
             closure = [self._eye_closure(n, o) for n, o in zip(now.eyes, self._open_eyes)]
-            if not any(closure):
-                self._recent_eyes.append(now.eyes)
-            usual = np.sort(np.asarray(self._recent_eyes), axis=0)[len(self._recent_eyes) // 2]  # upper median
+            usual = self._usual_eyes(now, blinking=any(closure))
             self._closure = tuple(c or -self._eye_widening(n, u) for c, n, u in zip(closure, now.eyes, usual))
         if cfg.brows:
             self._lift = tuple(self._brow_lift(n, r) for n, r in zip(now.brows, self.reference.brows))
@@ -551,6 +559,15 @@ class ExpressionRetargeter:
         drop = 1.0 - now / max(reference, 1e-6)
         full = 1.0 - cfg.eye_closed_ratio
         return float(np.clip((drop - cfg.eye_dead_zone) / (full - cfg.eye_dead_zone), 0.0, 1.0) * cfg.strength)
+
+    def _usual_eyes(self, now: Openness, blinking: bool) -> np.ndarray:
+        """The eyes' usual opening, which widening is measured against: the upper median of the
+        calibration's and the last few seconds' frames that were no blink, so a calibration caught
+        mid-blink is outvoted by the first open frame, and a stare held for seconds becomes the usual and
+        fades."""
+        if not blinking:
+            self._recent_eyes.append(now.eyes)
+        return np.sort(np.asarray(self._recent_eyes), axis=0)[len(self._recent_eyes) // 2]
 
     def _eye_widening(self, now: float, usual: float) -> float:
         """How far the upper lid rises, in eye heights: the driver's eye aspect over its usual one."""
