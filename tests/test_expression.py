@@ -309,50 +309,59 @@ def faces():
     return load_face_models()
 
 
-def test_shut_lids_read_as_closed_by_an_independent_landmarker(faces, clips_dir: Path):
-    """dlib (not the face mesh that drives the lids) reads each default avatar's eyes as less open when
-    the lids are lowered most of the way, and clearly less open on average; as more open when raised."""
+@pytest.fixture(scope="module")
+def default_avatars(faces):
+    """The 8 default avatars of the cross-identity evaluation (dlib's view of each at rest) and their
+    retargeting geometry, loaded once for the dlib response tests."""
     from reenact_app.cross_eval import _load_avatar, default_avatar_paths
+
+    avatars = [_load_avatar(path, 256, faces) for path in default_avatar_paths()]
+    return [(a, AvatarFace.measure(a.mesh, np.zeros((10, 2)), 256, a.crop)) for a in avatars]
+
+
+def _dlib_reads(faces, avatar, image: np.ndarray) -> dict[str, float]:
+    """dlib's expression features of one warped avatar picture (measured in the avatar's own face box)."""
     from training.expression_metrics import observe_sequence
 
-    identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    features = observe_sequence(faces, [image], fallback_box=avatar.box).features
+    return {name: float(series[0]) for name, series in features.items()}
+
+
+IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+
+
+def test_shut_lids_read_as_closed_by_an_independent_landmarker(faces, default_avatars):
+    """dlib (not the face mesh that drives the lids) reads each default avatar's eyes as less open when
+    the lids are lowered most of the way, and clearly less open on average; as more open when raised."""
     opened, lowered, widened = [], [], []
-    for path in default_avatar_paths():
-        avatar = _load_avatar(path, 256, faces)
-        face = AvatarFace.measure(avatar.mesh, np.zeros((10, 2)), 256, avatar.crop)
+    for avatar, face in default_avatars:
         shut, wide = avatar.crop, avatar.crop
         for eye in face.eyes:
-            shut = close_eye(shut, eye, 0.6, identity)
-            wide = widen_eye(wide, eye, 0.3, identity)
+            shut = close_eye(shut, eye, 0.6, IDENTITY)
+            wide = widen_eye(wide, eye, 0.3, IDENTITY)
         opened.append(avatar.track.features["eyes"][0])
-        lowered.append(observe_sequence(faces, [shut], fallback_box=avatar.box).features["eyes"][0])
-        widened.append(observe_sequence(faces, [wide], fallback_box=avatar.box).features["eyes"][0])
+        lowered.append(_dlib_reads(faces, avatar, shut)["eyes"])
+        widened.append(_dlib_reads(faces, avatar, wide)["eyes"])
     assert all(b < a for a, b in zip(opened, lowered)), (opened, lowered)
     assert np.mean(lowered) < 0.8 * np.mean(opened)
     assert all(c > a for a, c in zip(opened, widened)), (opened, widened)  # and raised, more open
     assert np.mean(widened) > 1.05 * np.mean(opened)
 
 
-def test_brow_lift_reads_as_a_brow_move_to_an_independent_landmarker(faces):
+def test_brow_lift_reads_as_a_brow_move_to_an_independent_landmarker(faces, default_avatars):
     """dlib reads each default avatar's brows higher above its eyes when lifted by 6 % of the inter-ocular
     distance and lower when lowered, by at least half of that on average (a lift that carried the eye
     along read a third)."""
-    from reenact_app.cross_eval import _load_avatar, default_avatar_paths
-    from training.expression_metrics import observe_sequence
-
-    identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     responses = []
-    for path in default_avatar_paths():
-        avatar = _load_avatar(path, 256, faces)
-        face = AvatarFace.measure(avatar.mesh, np.zeros((10, 2)), 256, avatar.crop)
+    for avatar, face in default_avatars:
         lift = 0.06 * face.iod_px
         moved = []
         for signed in (lift, -lift):
             image = avatar.crop
             for brow in face.brows:
-                image = lift_brow(image, brow, signed, identity)
-            moved.append(observe_sequence(faces, [image], fallback_box=avatar.box).features["brows"][0])
+                image = lift_brow(image, brow, signed, IDENTITY)
+            moved.append(_dlib_reads(faces, avatar, image)["brows"])
         rest = avatar.track.features["brows"][0]
-        assert moved[0] > rest > moved[1], (path.name, moved, rest)
+        assert moved[0] > rest > moved[1], (avatar.name, moved, rest)
         responses.append((moved[0] - moved[1]) / 2.0 / 0.06)
     assert np.mean(responses) > 0.5, responses
