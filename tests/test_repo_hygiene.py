@@ -74,7 +74,7 @@ def test_the_rules_catch_what_they_are_for_and_nothing_else():
         "AnimationSession keeps the calibrated reference; tools/gpu_session.sh; scope='session'",
         "if r:  # round 0 is warm-up",
         "reenact prepare-data ../shared/data/clips -o prepared/shared256",
-        "~/work/clips and ./work/ are the user's own folders",
+        "~/" + "work/clips and ./" + "work/ are the user's own folders",  # split like the planted lines above
         "v0.3 (2026-11-28): warped-source blend",
     ]
     for line in legitimate:
